@@ -1,0 +1,144 @@
+"""A Model over an in-memory ``torch.nn.Module`` (eager or TorchScript).
+
+Used by the TorchScript loader, state dicts loaded into an architecture factory, ``py:`` references
+and modules handed to ``progenitor.load`` directly.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+from progenitor.errors import ProbeError
+from progenitor.models.base import Batch, InputSpec, Model, as_float32
+
+BATCH_SIZE = 256
+# Leaf modules whose output is not a new representation of the input.
+_SKIP_FEATURES = (torch.nn.Dropout, torch.nn.Identity, torch.nn.Flatten)
+
+
+def state_to_numpy(state: dict[str, Any]) -> dict[str, np.ndarray]:
+    """Float tensors of a state dict as float32 numpy arrays, insertion (forward) order kept."""
+    out: dict[str, np.ndarray] = {}
+    for name, tensor in state.items():
+        if isinstance(tensor, torch.Tensor) and tensor.is_floating_point():
+            out[name] = as_float32(tensor.detach().to(torch.float32).cpu().numpy())
+    return out
+
+
+def _flatten_outputs(output: Any) -> torch.Tensor:
+    """The first tensor of a module output (tuples, dicts, HF ModelOutput), flattened per sample."""
+    if isinstance(output, dict) or hasattr(output, "values") and not isinstance(output, torch.Tensor):
+        output = next(iter(output.values()))
+    if isinstance(output, list | tuple):
+        output = output[0]
+    if not isinstance(output, torch.Tensor):
+        raise ProbeError(f"model returned {type(output).__name__}, not a tensor")
+    return output.reshape(output.shape[0], -1) if output.ndim > 1 else output.reshape(-1, 1)
+
+
+@dataclass
+class TorchModuleModel(Model):
+    """A torch module: weights, forward, and (for eager modules) features through hooks."""
+
+    module: torch.nn.Module | None = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.module is None:
+            raise ValueError("TorchModuleModel needs a module")
+        self.module.eval()
+        caps = {"weights", "forward"}
+        if not isinstance(self.module, torch.jit.ScriptModule):
+            caps.add("features")  # TorchScript modules do not support forward hooks
+        self.capabilities = frozenset(caps)
+
+    def weights(self) -> dict[str, np.ndarray]:
+        """Float parameters and buffers of the module's state dict, float32."""
+        assert self.module is not None
+        return state_to_numpy(self.module.state_dict())
+
+    def _batches(self, batch: Batch) -> Iterator[torch.Tensor]:
+        if not isinstance(batch, np.ndarray):
+            raise ProbeError(
+                f"{self.ref} takes {self.input_spec.describe()} inputs, got a text probe set"
+            )
+        if self.input_spec.shape is not None and tuple(batch.shape[1:]) != self.input_spec.shape:
+            raise ProbeError(
+                f"probe set of shape {list(batch.shape[1:])} does not fit {self.ref}, which takes "
+                f"{self.input_spec.describe()}"
+            )
+        for start in range(0, len(batch), BATCH_SIZE):
+            yield torch.from_numpy(np.ascontiguousarray(batch[start : start + BATCH_SIZE], np.float32))
+
+    def _run(self, x: torch.Tensor, shape: tuple[int, ...]) -> Any:
+        assert self.module is not None
+        try:
+            return self.module(x)
+        except (RuntimeError, ValueError, TypeError, IndexError) as exc:
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise ProbeError(
+                f"probe set of shape {list(shape)} does not fit {self.ref} "
+                f"({self.input_spec.describe()}): {first[:200]}"
+            ) from exc
+
+    def forward(self, batch: Batch) -> np.ndarray:
+        """Outputs for the batch, flattened per sample."""
+        outs = []
+        with torch.no_grad():
+            for x in self._batches(batch):
+                outs.append(_flatten_outputs(self._run(x, tuple(x.shape[1:]))).float().numpy())
+        return np.concatenate(outs).astype(np.float32)
+
+    def features(self, batch: Batch) -> dict[str, np.ndarray]:
+        """Outputs of every leaf module (but dropout/identity), via hooks removed afterwards."""
+        if "features" not in self.capabilities:
+            return super().features(batch)
+        assert self.module is not None
+        names = [
+            name
+            for name, mod in self.module.named_modules()
+            if name and not list(mod.children()) and not isinstance(mod, _SKIP_FEATURES)
+        ]
+        collected: dict[str, list[np.ndarray]] = {n: [] for n in names}
+        with torch.no_grad(), _hooks(self.module, names, collected):
+            for x in self._batches(batch):
+                self._run(x, tuple(x.shape[1:]))
+        return {n: np.concatenate(v).astype(np.float32) for n, v in collected.items() if v}
+
+
+@contextlib.contextmanager
+def _hooks(
+    module: torch.nn.Module, names: list[str], sink: dict[str, list[np.ndarray]]
+) -> Iterator[None]:
+    """Forward hooks on the named submodules that record flattened outputs; always removed."""
+    handles = []
+    modules = dict(module.named_modules())
+    try:
+        for name in names:
+
+            def hook(_mod: torch.nn.Module, _inp: Any, out: Any, name: str = name) -> None:
+                with contextlib.suppress(ProbeError):
+                    sink[name].append(_flatten_outputs(out).float().numpy())
+
+            handles.append(modules[name].register_forward_hook(hook))
+        yield
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
+def module_model(
+    module: torch.nn.Module,
+    ref: str = "<module>",
+    fmt: str = "torch-module",
+    input_shape: tuple[int, ...] | None = None,
+    sha256: str | None = None,
+) -> TorchModuleModel:
+    """Wrap an in-process module as a Model."""
+    spec = InputSpec("tensor", tuple(input_shape) if input_shape else None)
+    return TorchModuleModel(ref=ref, format=fmt, input_spec=spec, sha256=sha256, module=module)
