@@ -1,0 +1,181 @@
+"""The public operations: extract a model's DNA, compare a source with targets.
+
+``compare`` accepts model references, Models or DNAs on either side, extracts what is missing
+with the same probe set, scores every gene both sides have at the access both allow, and turns
+the scores into a verdict (``progenitor.verdict``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from progenitor.calibration import Calibration, load_calibration
+from progenitor.dna import DNA, check_comparable, load_dna
+from progenitor.errors import AccessError, IncomparableError, ProgenitorError
+from progenitor.genes import GeneNotApplicable, GeneScore, Observation, get_gene, list_genes
+from progenitor.models import ACCESS_LEVELS, Model, load
+from progenitor.models.base import InputSpec
+from progenitor.probes import ProbeSet, load_probes
+from progenitor.stats import fisher_z
+from progenitor.verdict import DEFAULT_ALPHA, Comparison, decide
+
+ModelLike = str | Path | Model | DNA | Any
+Progress = Callable[[str], None]
+
+
+def _level(model_access: str, requested: str) -> str:
+    if requested == "auto":
+        return model_access
+    if requested not in ACCESS_LEVELS:
+        raise ProgenitorError(f"access must be auto, white, gray or black, not {requested!r}")
+    if ACCESS_LEVELS.index(requested) > ACCESS_LEVELS.index(model_access):
+        raise AccessError(f"access {requested!r} requested but the model allows only {model_access!r}")
+    return requested
+
+
+def extract(
+    model: ModelLike,
+    probes: str | Path | ProbeSet | Any | None = None,
+    access: str = "auto",
+    **load_options: Any,
+) -> DNA:
+    """Extract a model's DNA: every registered gene its access allows.
+
+    Args:
+        model: a reference, Model, or torch module.
+        probes: probe set (see ``progenitor.probes.load_probes``); default: a preset that fits.
+        access: ``auto`` (the widest the model allows) or ``white``/``gray``/``black``.
+        **load_options: passed to ``progenitor.load`` (e.g. ``arch=``, ``input_shape=``).
+    """
+    handle = load(model, **load_options)
+    level = _level(handle.access, access)
+    genes = [g for g in list_genes(level) if handle.can(g.needs)]
+    probe_set = None
+    if any(g.uses_probes for g in genes):
+        probe_set = load_probes(probes, handle.input_spec)
+    obs = Observation(handle, probe_set)
+    values, versions = {}, {}
+    for gene in genes:
+        try:
+            values[gene.name] = gene.extract(obs)
+            versions[gene.name] = gene.version
+        except GeneNotApplicable:
+            continue
+    used_probes = probe_set is not None and any(get_gene(n).uses_probes for n in values)
+    return DNA(
+        model=handle.info(),
+        access=level,
+        probes=probe_set.info() if used_probes and probe_set is not None else None,
+        genes=values,
+        versions=versions,
+    )
+
+
+def _is_dna_ref(ref: Any) -> bool:
+    return isinstance(ref, str | Path) and str(ref).endswith(".dna")
+
+
+def _probes_like(dna: DNA, probes: Any) -> Any:
+    """The probe set a stored DNA was made with, when it can be regenerated (a preset)."""
+    if probes is not None or dna.probes is None:
+        return probes
+    shape = dna.probes.get("shape")
+    spec = InputSpec(dna.probes["kind"], tuple(shape) if shape else None)
+    try:
+        regenerated = load_probes(dna.probes["name"], spec)
+    except ProgenitorError:
+        regenerated = None
+    if regenerated is None or regenerated.hash != dna.probes["hash"]:
+        raise IncomparableError(
+            f"{dna.model.get('ref')} was extracted with probe set {dna.probes['name']!r}; "
+            "pass the same probes with --probes to compare a model with it"
+        )
+    return regenerated
+
+
+def as_dna(ref: ModelLike, probes: Any = None, access: str = "auto", **load_options: Any) -> DNA:
+    """A DNA for ``ref``: loaded if it is one, extracted otherwise."""
+    if isinstance(ref, DNA):
+        return ref
+    if _is_dna_ref(ref):
+        return load_dna(ref)
+    return extract(ref, probes=probes, access=access, **load_options)
+
+
+def score_genes(source: DNA, target: DNA, access: str | None = None) -> dict[str, GeneScore]:
+    """Similarity of every gene both DNAs hold (at or below ``access``); refuses incomparable DNAs."""
+    level = min(ACCESS_LEVELS.index(source.access), ACCESS_LEVELS.index(target.access))
+    if access is not None and access != "auto":
+        level = min(level, ACCESS_LEVELS.index(access))
+    shared = [n for n in source.genes if n in target.genes
+              and ACCESS_LEVELS.index(get_gene(n).access) <= level]
+    check_comparable(source, target, shared)
+    scores = {}
+    for name in shared:
+        try:
+            scores[name] = get_gene(name).compare(source.genes[name], target.genes[name])
+        except GeneNotApplicable:
+            continue
+    return scores
+
+
+def compare_many(
+    source: ModelLike,
+    targets: Sequence[ModelLike],
+    probes: Any = None,
+    access: str = "auto",
+    alpha: float = DEFAULT_ALPHA,
+    calibration: Calibration | str | Path | None = None,
+    null: Sequence[ModelLike] | None = None,
+    progress: Progress | None = None,
+    **load_options: Any,
+) -> list[Comparison]:
+    """Compare one source with many targets, extracting the source's DNA once.
+
+    Args:
+        source, targets: references, Models or DNAs (``.dna`` files or objects).
+        probes: the probe set for both sides (default: the source DNA's preset, or one that fits).
+        access: ``auto`` or the access to restrict the comparison to.
+        alpha: false-positive rate accepted on independent models (see ``progenitor.verdict``).
+        calibration: a Calibration or its JSON path (default: the shipped one).
+        null: independently trained models of the source's recipe; when at least three are given
+            their similarity to the source is the null instead of the calibration's.
+        progress: called with a short message before each model is processed.
+        **load_options: passed to ``progenitor.load`` for every model reference.
+    """
+    cal = calibration if isinstance(calibration, Calibration) else load_calibration(calibration)
+    note = progress or (lambda _msg: None)
+    note(f"source {source}")
+    src = as_dna(source, probes=probes, access=access, **load_options)
+    shared_probes = _probes_like(src, probes)
+
+    def other(ref: ModelLike) -> DNA:
+        return as_dna(ref, probes=shared_probes, access=access, **load_options)
+
+    custom = None
+    if null:
+        custom = {}
+        for ref in null:
+            note(f"null model {ref}")
+            for name, score in score_genes(src, other(ref), access).items():
+                custom.setdefault(name, []).append(fisher_z(score.similarity))
+    results = []
+    for ref in targets:
+        note(f"target {ref}")
+        tgt = other(ref)
+        scores = score_genes(src, tgt, access)
+        used = min(ACCESS_LEVELS.index(src.access), ACCESS_LEVELS.index(tgt.access))
+        results.append(decide(_name(source, src), _name(ref, tgt), ACCESS_LEVELS[used],
+                              scores, cal, alpha, custom))
+    return results
+
+
+def _name(ref: ModelLike, dna: DNA) -> str:
+    return str(ref) if isinstance(ref, str | Path) else str(dna.model.get("ref"))
+
+
+def compare(source: ModelLike, target: ModelLike, **kwargs: Any) -> Comparison:
+    """Is ``target`` derived from ``source``? See ``compare_many`` for the arguments."""
+    return compare_many(source, [target], **kwargs)[0]

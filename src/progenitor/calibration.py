@@ -1,0 +1,132 @@
+"""Calibration: what gene scores look like for independent models, and how p maps to probability.
+
+A calibration holds, per gene, Fisher-z similarities measured between independently trained
+models (the null: same recipe, other seed, the hardest negatives) and between derived pairs, and a
+two-parameter logistic map from a combined p-value to P(derived). It is fitted from labelled pairs
+(``fit_calibration``), stored as a small JSON file, and one made from the lineage zoo's training
+split ships with the package.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from progenitor.errors import ProgenitorError
+
+CALIBRATION_VERSION = 1
+DEFAULT_NAME = "default-calibration.json"
+
+
+@dataclass
+class GeneNull:
+    """Null (independent) and derived Fisher-z similarities of one gene."""
+
+    version: int
+    null: list[float]
+    derived: list[float] = field(default_factory=list)
+
+
+@dataclass
+class Calibration:
+    """Per-gene nulls and the p -> probability map; ``source`` says what it was fitted on."""
+
+    genes: dict[str, GeneNull]
+    logistic: tuple[float, float] = (0.0, 1.0)  # P = sigmoid(a + b * log10(1/p))
+    source: str = "unknown"
+
+    def to_json(self) -> dict[str, Any]:
+        """JSON-able form."""
+        return {
+            "calibration_version": CALIBRATION_VERSION,
+            "source": self.source,
+            "logistic": list(self.logistic),
+            "genes": {n: {"version": g.version, "null": [round(v, 5) for v in g.null],
+                          "derived": [round(v, 5) for v in g.derived]} for n, g in self.genes.items()},
+        }
+
+    def save(self, path: str | Path) -> Path:
+        """Write as JSON."""
+        path = Path(path)
+        path.write_text(json.dumps(self.to_json(), indent=1) + "\n")
+        return path
+
+
+def load_calibration(path: str | Path | None = None) -> Calibration:
+    """Read a calibration file, or the one shipped with the package when ``path`` is None."""
+    try:
+        if path is None:
+            text = resources.files("progenitor.data").joinpath(DEFAULT_NAME).read_text()
+            where = f"package {DEFAULT_NAME}"
+        else:
+            text = Path(path).read_text()
+            where = str(path)
+        raw = json.loads(text)
+    except (OSError, ValueError, ModuleNotFoundError) as exc:
+        raise ProgenitorError(f"calibration {path or DEFAULT_NAME} cannot be read ({exc})") from exc
+    if raw.get("calibration_version") != CALIBRATION_VERSION:
+        raise ProgenitorError(f"{where}: calibration version {raw.get('calibration_version')} unknown")
+    genes = {n: GeneNull(int(g["version"]), list(g["null"]), list(g.get("derived", [])))
+             for n, g in raw["genes"].items()}
+    a, b = raw.get("logistic", [0.0, 1.0])
+    return Calibration(genes, (float(a), float(b)), raw.get("source", where))
+
+
+def fit_logistic(log_p: np.ndarray, labels: np.ndarray, l2: float = 1e-3) -> tuple[float, float]:
+    """Fit P(derived) = sigmoid(a + b x) by Newton's method with a small ridge (no sklearn)."""
+    x = np.column_stack([np.ones_like(log_p), log_p])
+    w = np.zeros(2)
+    for _ in range(100):
+        p = 1 / (1 + np.exp(-(x @ w)))
+        grad = x.T @ (p - labels) + l2 * w
+        hess = x.T @ (x * (p * (1 - p))[:, None]) + l2 * np.eye(2)
+        step = np.linalg.solve(hess, grad)
+        w -= step
+        if np.abs(step).max() < 1e-9:
+            break
+    return float(w[0]), float(w[1])
+
+
+def fit_calibration(
+    records: Iterable[tuple[dict[str, float], bool]],
+    versions: dict[str, int],
+    source: str,
+    combine: Any = None,
+) -> Calibration:
+    """Fit a calibration from ``(gene similarities, derived?)`` records of labelled pairs.
+
+    Args:
+        records: per pair, gene name -> raw similarity, and whether the target is derived.
+            Negatives should be independently trained models (other seeds of the same recipe).
+        versions: gene name -> extractor version the similarities were measured with.
+        source: a description of the pairs (e.g. the zoo hash and split).
+        combine: function(similarities, Calibration) -> combined p-value, used to fit the
+            logistic map; when None only the nulls are fitted.
+    """
+    from progenitor.stats import fisher_z
+
+    records = list(records)
+    genes: dict[str, GeneNull] = {}
+    for name, version in versions.items():
+        null = [fisher_z(s[name]) for s, derived in records if not derived and name in s]
+        pos = [fisher_z(s[name]) for s, derived in records if derived and name in s]
+        if len(null) >= 3:
+            genes[name] = GeneNull(version, null, pos)
+    cal = Calibration(genes, (0.0, 1.0), source)
+    if combine is not None:
+        xs, ys = [], []
+        for sims, derived in records:
+            p = combine(sims, cal)
+            if p is not None:
+                xs.append(min(-math.log10(max(p, 1e-300)), 50.0))
+                ys.append(1.0 if derived else 0.0)
+        if len(set(ys)) == 2:
+            cal.logistic = fit_logistic(np.array(xs), np.array(ys))
+    return cal

@@ -1,0 +1,186 @@
+"""The ``progenitor`` command: thin commands over the public API.
+
+Errors a user can cause print one line on stderr and exit with status 2; ``--debug`` (anywhere
+on the command line) shows the traceback instead. Progress and logs go to stderr; stdout carries
+only results (``--json`` prints exactly one JSON document).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from progenitor.errors import ProgenitorError
+
+app = typer.Typer(
+    help="Model provenance: is a target model derived from a source model?",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+ProbesOpt = Annotated[str | None, typer.Option("--probes", help="probe set: .npy, image folder, text file, or preset")]
+AccessOpt = Annotated[str, typer.Option("--access", help="auto, white, gray or black")]
+ArchOpt = Annotated[str | None, typer.Option("--arch", help="module:callable building the architecture for state dicts")]
+ShapeOpt = Annotated[str | None, typer.Option("--input-shape", help="per-sample input shape, e.g. 1,28,28")]
+
+
+def _err(message: str) -> None:
+    typer.echo(message, err=True)
+
+
+def _load_options(arch: str | None, input_shape: str | None) -> dict[str, Any]:
+    options: dict[str, Any] = {}
+    if arch:
+        options["arch"] = arch
+    if input_shape:
+        try:
+            options["input_shape"] = tuple(int(v) for v in input_shape.replace("x", ",").split(","))
+        except ValueError as exc:
+            raise ProgenitorError(f"--input-shape {input_shape!r} is not a list of integers like 1,28,28") from exc
+    return options
+
+
+@app.command()
+def dna(
+    models: Annotated[list[str], typer.Argument(help="model references")],
+    out: Annotated[Path, typer.Option("-o", "--out", help="folder for the .dna files")],
+    probes: ProbesOpt = None,
+    access: AccessOpt = "auto",
+    arch: ArchOpt = None,
+    input_shape: ShapeOpt = None,
+) -> None:
+    """Extract the DNA of each MODEL into OUT/<name>.dna."""
+    from progenitor.api import extract
+    from progenitor.dna import save_dna
+
+    options = _load_options(arch, input_shape)
+    for i, ref in enumerate(models, 1):
+        _err(f"[{i}/{len(models)}] extracting {ref}")
+        result = extract(ref, probes=probes, access=access, **options)
+        name = Path(ref.rstrip("/")).name.split(":")[-1] or f"model{i}"
+        path = save_dna(result, out / f"{Path(name).stem}.dna")
+        _err(f"  wrote {path} ({path.stat().st_size} bytes, genes: {', '.join(result.genes)})")
+
+
+@app.command()
+def compare(
+    source: Annotated[str, typer.Argument(help="the candidate parent (model or .dna)")],
+    targets: Annotated[list[str], typer.Argument(help="the models under suspicion")],
+    probes: ProbesOpt = None,
+    access: AccessOpt = "auto",
+    as_json: Annotated[bool, typer.Option("--json", help="print one JSON array on stdout")] = False,
+    report: Annotated[Path | None, typer.Option("--report", help="also write an HTML report")] = None,
+    alpha: Annotated[float, typer.Option(help="accepted false-positive rate on independent models")] = 0.01,
+    null: Annotated[list[str] | None, typer.Option("--null", help="an independently trained model of the source's recipe (repeat, 3+)")] = None,
+    calibration: Annotated[Path | None, typer.Option(help="calibration JSON (default: shipped)")] = None,
+    arch: ArchOpt = None,
+    input_shape: ShapeOpt = None,
+) -> None:
+    """Decide, for each TARGET, whether it is derived from SOURCE."""
+    from progenitor._io import write_atomic
+    from progenitor.api import compare_many
+    from progenitor.report import html_report, table_rows
+
+    if not 0 < alpha < 1:
+        raise ProgenitorError(f"--alpha must be between 0 and 1, not {alpha}")
+    results = compare_many(
+        source, targets, probes=probes, access=access, alpha=alpha, calibration=calibration,
+        null=null or None, progress=lambda m: _err(f"... {m}"), **_load_options(arch, input_shape),
+    )
+    if report is not None:
+        write_atomic(report, html_report(results))
+        _err(f"wrote {report}")
+    if as_json:
+        typer.echo(json.dumps([r.to_json() for r in results]))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"source: {source}")
+    for column in ("target", "verdict", "probability", "p-value", "access", "decided by"):
+        table.add_column(column)
+    for row in table_rows(results):
+        table.add_row(*row)
+    Console().print(table)
+
+
+@app.command()
+def inspect(
+    path: Annotated[Path, typer.Argument(help="a .dna file")],
+    as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
+) -> None:
+    """Show what a .dna file holds: versions, model metadata, probes, genes and sizes."""
+    from progenitor.dna import load_dna
+
+    summary = load_dna(path).summary()
+    if as_json:
+        typer.echo(json.dumps(summary, indent=1))
+        return
+    model = summary["model"]
+    typer.echo(f"{path}: DNA format v{summary['format_version']}, created {summary['created']}")
+    typer.echo(f"  model   {model.get('ref')} ({model.get('format')}, {model.get('n_params')} parameters)")
+    typer.echo(f"  sha256  {model.get('sha256')}")
+    typer.echo(f"  access  {summary['access']}")
+    probes = summary["probes"]
+    typer.echo(f"  probes  {probes['name']} ({probes['n']}, {probes['hash'][:16]})" if probes else "  probes  none")
+    for name, gene in summary["genes"].items():
+        typer.echo(f"  gene    {name} v{gene['version']} ({gene['bytes']} bytes)")
+    typer.echo(f"  vector  {summary['vector'] or 'none'}")
+    typer.echo(f"  payload {summary['payload_bytes']} bytes")
+
+
+@app.command()
+def formats() -> None:
+    """List the model formats and their reference prefixes."""
+    from progenitor.models import list_formats
+
+    for spec in list_formats():
+        typer.echo(f"{spec.name + ':':14} {spec.description.strip().splitlines()[0] if spec.description else ''}")
+
+
+@app.command()
+def genes() -> None:
+    """List the registered genes with their version and the access they need."""
+    from progenitor.genes import list_genes
+
+    for gene in list_genes():
+        typer.echo(f"{gene.name:18} v{gene.version}  {gene.access:5}  {gene.description}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point: run the app, turning ProgenitorErrors into one-line messages."""
+    import click
+
+    args = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in args
+    args = [a for a in args if a != "--debug"]
+    try:
+        app(args=args, prog_name="progenitor", standalone_mode=False)
+    except ProgenitorError as exc:
+        if debug:
+            raise
+        _err(f"error: {exc}")
+        return 2
+    except click.exceptions.Exit as exc:
+        return int(exc.exit_code or 0)
+    except click.exceptions.Abort:
+        _err("aborted")
+        return 130
+    except click.ClickException as exc:
+        if debug:
+            raise
+        exc.show()
+        return 2
+    except KeyboardInterrupt:
+        _err("interrupted")
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

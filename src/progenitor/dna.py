@@ -1,0 +1,207 @@
+"""The DNA file (``.dna``): a model's genes, learned DNA vector and metadata, versioned.
+
+Layout (all little-endian, no pickle)::
+
+    magic    6 bytes   b"PGDNA\\0"
+    version  uint16    format version (this release writes ``FORMAT_VERSION``)
+    hlen     uint32    length of the JSON header
+    header   hlen      UTF-8 JSON: {"meta": {...}, "arrays": [{"key", "dtype", "shape", "offset", "nbytes"}]}
+    payload  ...       the arrays' raw bytes, at their offsets
+    digest   32 bytes  sha256 of everything before it
+
+Readers exist for every version ever written (``_READERS``); an unknown version, a bad magic, a
+digest mismatch or a truncated file is refused with DNAFormatError. Writes go to a temporary file
+that is renamed into place, so a failed write never leaves a half-written DNA.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import struct
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from progenitor._io import write_atomic
+from progenitor.errors import DNAFormatError, IncomparableError
+from progenitor.genes import GeneValue
+
+MAGIC = b"PGDNA\0"
+FORMAT_VERSION = 1
+_ALLOWED_DTYPES = {"<f4", "<f2", "<f8", "<i4", "<i8", "|u1", "|i1", "<u2"}
+# A DNA must stay compact: far smaller than the models it describes.
+MAX_DNA_BYTES = 8 * 1024 * 1024
+
+
+@dataclass
+class DNA:
+    """A model's DNA: genes (raw measurements), an optional learned vector, and metadata.
+
+    Attributes:
+        model: metadata of the model it was extracted from (ref, format, sha256, n_params, ...).
+        access: the access used to extract it (``white``, ``gray`` or ``black``).
+        probes: the probe set's info (name, hash, n, kind), or None when no gene used probes.
+        genes: gene name -> GeneValue.
+        versions: gene name -> extractor version.
+        vector: the learned DNA vector (L2-normalised), or None.
+        vector_spec: the generator that made ``vector`` (name, version, hash), or None.
+    """
+
+    model: dict[str, Any]
+    access: str
+    probes: dict[str, Any] | None
+    genes: dict[str, GeneValue]
+    versions: dict[str, int]
+    vector: np.ndarray | None = None
+    vector_spec: dict[str, Any] | None = None
+    created: str = field(default_factory=lambda: dt.datetime.now(dt.UTC).isoformat(timespec="seconds"))
+    format_version: int = FORMAT_VERSION
+
+    def nbytes(self) -> int:
+        """Bytes of array payload (genes and vector)."""
+        vec = 0 if self.vector is None else self.vector.nbytes
+        return vec + sum(g.nbytes() for g in self.genes.values())
+
+    def summary(self) -> dict[str, Any]:
+        """JSON-able description (what ``progenitor inspect`` prints)."""
+        return {
+            "format_version": self.format_version,
+            "created": self.created,
+            "model": self.model,
+            "access": self.access,
+            "probes": self.probes,
+            "genes": {n: {"version": self.versions[n], "bytes": g.nbytes(), **_short(g.meta)}
+                      for n, g in self.genes.items()},
+            "vector": None if self.vector is None else {"dim": int(self.vector.size), **(self.vector_spec or {})},
+            "payload_bytes": self.nbytes(),
+        }
+
+
+def _short(meta: dict[str, Any]) -> dict[str, Any]:
+    return {k: (len(v) if isinstance(v, list) else v) for k, v in meta.items()}
+
+
+def check_comparable(a: DNA, b: DNA, genes: list[str]) -> None:
+    """Refuse, naming the difference, when shared genes were made with other versions or probes."""
+    for name in genes:
+        if a.versions[name] != b.versions[name]:
+            raise IncomparableError(
+                f"gene {name} was extracted with version {a.versions[name]} for "
+                f"{a.model.get('ref')} and version {b.versions[name]} for {b.model.get('ref')}; "
+                "re-extract both with the same progenitor release"
+            )
+    if a.probes and b.probes and a.probes["hash"] != b.probes["hash"]:
+        raise IncomparableError(
+            f"DNAs were made with different probe sets: {a.probes['name']} "
+            f"({a.probes['hash'][:12]}) for {a.model.get('ref')} vs {b.probes['name']} "
+            f"({b.probes['hash'][:12]}) for {b.model.get('ref')}; extract both with the same --probes"
+        )
+
+
+# ------------------------------------------------------------------------------------------ write
+
+
+def _to_bytes(dna: DNA) -> bytes:
+    arrays: dict[str, np.ndarray] = {}
+    for gene, value in dna.genes.items():
+        for key, arr in value.arrays.items():
+            arrays[f"genes/{gene}/{key}"] = arr
+    if dna.vector is not None:
+        arrays["vector"] = dna.vector.astype(np.float32)
+    entries, chunks, offset = [], [], 0
+    for key, arr in arrays.items():
+        arr = np.ascontiguousarray(arr)
+        arr = arr.astype(arr.dtype.newbyteorder("<")) if arr.dtype.byteorder == ">" else arr
+        dtype = arr.dtype.str
+        if dtype not in _ALLOWED_DTYPES:
+            raise ValueError(f"cannot store dtype {dtype} in a DNA ({key})")
+        raw = arr.tobytes()
+        entries.append({"key": key, "dtype": dtype, "shape": list(arr.shape), "offset": offset, "nbytes": len(raw)})
+        chunks.append(raw)
+        offset += len(raw)
+    meta = {
+        "created": dna.created,
+        "model": dna.model,
+        "access": dna.access,
+        "probes": dna.probes,
+        "versions": dna.versions,
+        "gene_meta": {n: g.meta for n, g in dna.genes.items()},
+        "vector_spec": dna.vector_spec,
+    }
+    header = json.dumps({"meta": meta, "arrays": entries}, sort_keys=True).encode()
+    body = MAGIC + struct.pack("<HI", FORMAT_VERSION, len(header)) + header + b"".join(chunks)
+    return body + hashlib.sha256(body).digest()
+
+
+def save_dna(dna: DNA, path: str | Path) -> Path:
+    """Write ``dna`` to ``path`` atomically (temporary file, then rename); returns the path."""
+    return write_atomic(path, _to_bytes(dna))
+
+
+# ------------------------------------------------------------------------------------------- read
+
+
+def _read_v1(path: Path, header: dict[str, Any], payload: bytes) -> DNA:
+    meta = header["meta"]
+    arrays: dict[str, np.ndarray] = {}
+    for entry in header["arrays"]:
+        if entry["dtype"] not in _ALLOWED_DTYPES:
+            raise DNAFormatError(f"{path}: unknown array dtype {entry['dtype']!r}")
+        start, size = int(entry["offset"]), int(entry["nbytes"])
+        if start < 0 or start + size > len(payload):
+            raise DNAFormatError(f"{path}: array {entry['key']} lies outside the file")
+        arr = np.frombuffer(payload[start : start + size], dtype=np.dtype(entry["dtype"]))
+        arrays[entry["key"]] = arr.reshape(entry["shape"]).copy()
+    genes = {
+        name: GeneValue(
+            {k.split("/", 2)[2]: v for k, v in arrays.items() if k.startswith(f"genes/{name}/")},
+            gene_meta,
+        )
+        for name, gene_meta in meta["gene_meta"].items()
+    }
+    return DNA(
+        model=meta["model"],
+        access=meta["access"],
+        probes=meta["probes"],
+        genes=genes,
+        versions={k: int(v) for k, v in meta["versions"].items()},
+        vector=arrays.get("vector"),
+        vector_spec=meta.get("vector_spec"),
+        created=meta["created"],
+        format_version=1,
+    )
+
+
+_READERS: dict[int, Callable[[Path, dict[str, Any], bytes], DNA]] = {1: _read_v1}
+
+
+def load_dna(path: str | Path) -> DNA:
+    """Read a ``.dna`` file of any known version; refuse anything corrupt or unknown."""
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise DNAFormatError(f"{path}: cannot read ({exc.strerror or exc})") from exc
+    if len(data) < len(MAGIC) + 6 + 32 or not data.startswith(MAGIC):
+        raise DNAFormatError(f"{path}: not a progenitor DNA file")
+    body, digest = data[:-32], data[-32:]
+    version, hlen = struct.unpack_from("<HI", data, len(MAGIC))
+    if version not in _READERS:
+        known = ", ".join(map(str, sorted(_READERS)))
+        raise DNAFormatError(
+            f"{path}: DNA format version {version} is unknown to this release (reads {known}); "
+            "upgrade progenitor"
+        )
+    if hashlib.sha256(body).digest() != digest:
+        raise DNAFormatError(f"{path}: DNA file is corrupt or truncated (checksum mismatch)")
+    start = len(MAGIC) + 6
+    try:
+        header = json.loads(body[start : start + hlen].decode())
+        return _READERS[version](path, header, body[start + hlen :])
+    except (ValueError, KeyError, TypeError, IndexError) as exc:
+        raise DNAFormatError(f"{path}: DNA header is malformed ({exc})") from exc

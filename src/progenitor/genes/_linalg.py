@@ -1,0 +1,37 @@
+"""Small numeric helpers shared by genes."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def normalize_rows(x: np.ndarray, eps: float = 1e-12) -> np.ndarray:
+    """Rows scaled to unit L2 norm (zero rows stay zero)."""
+    norms = np.linalg.norm(x, axis=1, keepdims=True)
+    return x / np.maximum(norms, eps)
+
+
+def upper_triangle(matrix: np.ndarray, diagonal: bool = False) -> np.ndarray:
+    """Entries above the diagonal (and on it if ``diagonal``), row-major, float32."""
+    rows, cols = np.triu_indices(matrix.shape[0], k=0 if diagonal else 1)
+    return matrix[rows, cols].astype(np.float32)
+
+
+def correlation(a: np.ndarray, b: np.ndarray) -> float:
+    """Pearson correlation of two equally long vectors; 0 when either is constant."""
+    a = a.astype(np.float64) - a.mean()
+    b = b.astype(np.float64) - b.mean()
+    denom = np.sqrt((a * a).sum() * (b * b).sum())
+    return float((a * b).sum() / denom) if denom > 0 else 0.0
+
+
+def seeded_gaussian(rows: int, cols: int, tag: str) -> np.ndarray:
+    """A fixed random matrix keyed by its shape and a tag: the same on every machine and run."""
+    seed = int.from_bytes(f"{tag}:{rows}x{cols}".encode()[:32].ljust(32, b"\0")[:8], "little")
+    seed ^= rows * 1_000_003 + cols
+    return np.random.default_rng(seed).standard_normal((rows, cols)).astype(np.float32)
+
+
+def seeded_signs(count: int, width: int, tag: str) -> np.ndarray:
+    """Fixed random +-1 rows keyed by shape and tag."""
+    return np.sign(seeded_gaussian(count, width, tag) + 1e-9).astype(np.float32)

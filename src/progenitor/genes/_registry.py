@@ -1,0 +1,90 @@
+"""Registry of genes: named, versioned measurements of a model and how to compare two of them.
+
+Each gene declares the access it needs (``white``, ``gray`` or ``black``), whether it uses the
+probe set, ``extract`` (Observation -> GeneValue) and ``compare`` (GeneValue, GeneValue ->
+GeneScore). A gene's similarity is a correlation-like number in [-1, 1]; the verdict layer turns
+it into evidence against a calibrated null. Bump ``version`` whenever extraction changes: DNAs
+made with different versions are never compared.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import numpy as np
+
+from progenitor.models.base import Access, Capability
+
+from progenitor.genes.observe import Observation
+
+
+class GeneNotApplicable(Exception):  # noqa: N818 - a signal, not an error shown to users
+    """This gene cannot be measured on this model (or compared on this pair); it is skipped."""
+
+
+@dataclass
+class GeneValue:
+    """A gene measured on one model: named arrays plus small JSON-able metadata."""
+
+    arrays: dict[str, np.ndarray]
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def nbytes(self) -> int:
+        """Bytes the arrays take."""
+        return int(sum(a.nbytes for a in self.arrays.values()))
+
+
+@dataclass
+class GeneScore:
+    """The similarity of two GeneValues and the details that explain it."""
+
+    similarity: float
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+class Gene(ABC):
+    """Base class of genes; register subclasses with ``@register_gene``."""
+
+    name: ClassVar[str]
+    version: ClassVar[int]
+    access: ClassVar[Access]
+    needs: ClassVar[Capability]
+    uses_probes: ClassVar[bool]
+    description: ClassVar[str] = ""
+
+    @abstractmethod
+    def extract(self, obs: Observation) -> GeneValue:
+        """Measure the gene; raise GeneNotApplicable when the model has nothing to measure."""
+
+    @abstractmethod
+    def compare(self, a: GeneValue, b: GeneValue) -> GeneScore:
+        """Similarity in [-1, 1] of the same gene on two models (``a`` is the source)."""
+
+
+_GENES: dict[str, Gene] = {}
+
+
+def register_gene(cls: type[Gene]) -> type[Gene]:
+    """Class decorator adding a gene (one shared instance) to the registry."""
+    if cls.name in _GENES:
+        raise ValueError(f"gene {cls.name!r} registered twice")
+    _GENES[cls.name] = cls()
+    return cls
+
+
+def get_gene(name: str) -> Gene:
+    """The registered gene called ``name`` (KeyError if none)."""
+    return _GENES[name]
+
+
+def list_genes(access: Access | None = None) -> list[Gene]:
+    """Registered genes, optionally only those usable with ``access``, by name."""
+    from progenitor.models.base import ACCESS_LEVELS
+
+    genes = sorted(_GENES.values(), key=lambda g: g.name)
+    if access is None:
+        return genes
+    level = ACCESS_LEVELS.index(access)
+    return [g for g in genes if ACCESS_LEVELS.index(g.access) <= level]

@@ -1,0 +1,73 @@
+"""Gray-box gene: representation similarity of hidden layers (linear CKA, as in REEF).
+
+For up to ``MAX_LAYERS`` hidden layers spread over the depth, the gene keeps the normalised,
+centred linear kernel (probe x probe Gram of the layer's activations). Linear CKA between two
+layers is the inner product of their kernels; it is invariant to permutations and rotations of
+units and to isotropic scaling. Two models score the mean, over the source's layers, of the best
+CKA with any target layer, so models of different depth and width compare.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import numpy as np
+
+from progenitor.genes._linalg import upper_triangle
+from progenitor.genes._registry import Gene, GeneNotApplicable, GeneScore, GeneValue, register_gene
+from progenitor.genes.observe import Observation
+
+MAX_LAYERS = 12
+MAX_PROBES = 128
+
+
+def centred_kernel(x: np.ndarray) -> np.ndarray:
+    """Unit-Frobenius-norm Gram of column-centred activations (probe x probe)."""
+    x = x.astype(np.float64)
+    x = x - x.mean(axis=0, keepdims=True)
+    k = x @ x.T
+    norm = np.linalg.norm(k)
+    return k / norm if norm > 0 else k
+
+
+def _unpack(tri: np.ndarray, n: int) -> np.ndarray:
+    k = np.zeros((n, n), dtype=np.float64)
+    rows, cols = np.triu_indices(n)
+    k[rows, cols] = tri
+    k[cols, rows] = tri
+    return k
+
+
+@register_gene
+class FeatureCKA(Gene):
+    """Best-match linear CKA between the two models' hidden layers."""
+
+    name: ClassVar[str] = "feature_cka"
+    version: ClassVar[int] = 1
+    access = "gray"
+    needs = "features"
+    uses_probes: ClassVar[bool] = True
+    description: ClassVar[str] = "linear CKA of hidden representations on the probes (REEF-like)"
+
+    def extract(self, obs: Observation) -> GeneValue:
+        feats = [(k, v[:MAX_PROBES]) for k, v in obs.features.items() if v.ndim == 2 and v.shape[1] > 1]
+        if not feats:
+            raise GeneNotApplicable("no hidden features")
+        picks = np.unique(np.linspace(0, len(feats) - 1, min(MAX_LAYERS, len(feats))).round().astype(int))
+        arrays = {f"kernel{i}": upper_triangle(centred_kernel(feats[p][1]), diagonal=True)
+                  for i, p in enumerate(picks)}
+        return GeneValue(arrays, {"layers": [feats[p][0] for p in picks], "n": len(feats[0][1])})
+
+    def compare(self, a: GeneValue, b: GeneValue) -> GeneScore:
+        if a.meta["n"] != b.meta["n"]:
+            raise GeneNotApplicable("different numbers of probes")
+        n = a.meta["n"]
+        ka = [_unpack(a.arrays[f"kernel{i}"], n) for i in range(len(a.meta["layers"]))]
+        kb = [_unpack(b.arrays[f"kernel{i}"], n) for i in range(len(b.meta["layers"]))]
+        cka = np.array([[float((x * y).sum()) for y in kb] for x in ka])
+        best = cka.max(axis=1)
+        return GeneScore(
+            float(best.mean()),
+            {"layers": [{"source": a.meta["layers"][i], "target": b.meta["layers"][int(j)],
+                         "cka": round(float(best[i]), 4)} for i, j in enumerate(cka.argmax(axis=1))]},
+        )

@@ -1,0 +1,40 @@
+"""One model observed once: weights, outputs and features computed lazily and shared by genes."""
+
+from __future__ import annotations
+
+from functools import cached_property
+
+import numpy as np
+
+from progenitor.models.base import Model
+from progenitor.probes import ProbeSet, check_fits
+
+
+class Observation:
+    """Lazily computed views of a model on a probe set, so each forward pass runs once."""
+
+    def __init__(self, model: Model, probes: ProbeSet | None) -> None:
+        self.model = model
+        self.probes = probes
+        if probes is not None and model.can("forward"):
+            check_fits(probes, model)
+
+    @cached_property
+    def weights(self) -> dict[str, np.ndarray]:
+        """The model's weights (white-box)."""
+        return self.model.weights()
+
+    @cached_property
+    def outputs(self) -> np.ndarray:
+        """Outputs on the probe set (black-box)."""
+        assert self.probes is not None
+        out = self.model.forward(self.probes.batch())
+        if out.shape[0] != len(self.probes):
+            raise ValueError(f"{self.model.ref} gave {out.shape[0]} outputs for {len(self.probes)} probes")
+        return out
+
+    @cached_property
+    def features(self) -> dict[str, np.ndarray]:
+        """Hidden activations on the probe set (gray-box)."""
+        assert self.probes is not None
+        return self.model.features(self.probes.batch())

@@ -1,0 +1,60 @@
+"""Black-box gene: the geometry of a model's outputs on the probe set.
+
+For each probe the output vector is centred (so logits that differ by a constant, which give the
+same softmax, agree) and normalised; the gene is the n x n matrix of cosines between probes
+(the idea of SAC, Guan et al. 2022). It does not depend on the output size, so models with
+different heads or vocabularies compare; two models are similar when their matrices correlate.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import numpy as np
+
+from progenitor.genes._linalg import correlation, normalize_rows, upper_triangle
+from progenitor.genes._registry import Gene, GeneNotApplicable, GeneScore, GeneValue, register_gene
+from progenitor.genes.observe import Observation
+
+MAX_PROBES = 256
+
+
+def output_geometry(outputs: np.ndarray) -> np.ndarray:
+    """Upper triangle of the probe x probe cosine matrix of centred outputs."""
+    y = outputs[:MAX_PROBES].astype(np.float64)
+    if y.shape[1] > 1:
+        y = y - y.mean(axis=1, keepdims=True)
+    else:  # a single output (regression, a score): geometry of the values across probes
+        y = y - y.mean()
+    z = normalize_rows(y)
+    return upper_triangle(z @ z.T)
+
+
+@register_gene
+class OutputGeometry(Gene):
+    """Correlation of two models' probe x probe output-cosine matrices."""
+
+    name: ClassVar[str] = "output_geometry"
+    version: ClassVar[int] = 1
+    access = "black"
+    needs = "forward"
+    uses_probes: ClassVar[bool] = True
+    description: ClassVar[str] = "probe-by-probe cosine matrix of centred outputs (SAC-like)"
+
+    def extract(self, obs: Observation) -> GeneValue:
+        outputs = obs.outputs
+        if not np.isfinite(outputs).all():
+            raise GeneNotApplicable("outputs contain NaN or infinite values")
+        top = outputs.argmax(axis=1).astype(np.int32) if outputs.shape[1] > 1 else None
+        arrays = {"cosines": output_geometry(outputs)}
+        if top is not None:
+            arrays["top1"] = top[:MAX_PROBES]
+        return GeneValue(arrays, {"n": int(min(len(outputs), MAX_PROBES)), "width": int(outputs.shape[1])})
+
+    def compare(self, a: GeneValue, b: GeneValue) -> GeneScore:
+        if a.meta["n"] != b.meta["n"]:
+            raise GeneNotApplicable("different numbers of probes")
+        details: dict[str, object] = {"probes": a.meta["n"]}
+        if "top1" in a.arrays and "top1" in b.arrays and a.meta["width"] == b.meta["width"]:
+            details["top1_agreement"] = round(float((a.arrays["top1"] == b.arrays["top1"]).mean()), 4)
+        return GeneScore(correlation(a.arrays["cosines"], b.arrays["cosines"]), details)

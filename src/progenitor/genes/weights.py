@@ -1,0 +1,168 @@
+"""White-box gene: permutation-invariant sketches of every weight matrix.
+
+Each layer's units (rows of a dense weight, output channels of a convolution) get a sketch: a
+fixed random projection of their weight vector for layers that read the model's input (their
+input axis is anchored), or, for layers that read other units, the weighted sum of those units'
+sketches. A permutation of hidden units permutes both a layer's rows and the next layer's columns,
+which leaves every sketch unchanged, so the sketches of derived models line up without matching
+units. Rows are normalised, so per-unit scaling (batch norm folded into a convolution on export)
+changes nothing either. The gene stores, per layer, the Gram matrix of its unit sketches (m x m,
+independent of the number of units); two models' layers are paired by shape and relative depth,
+and their similarity is the correlation of the Grams' off-diagonal entries.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import numpy as np
+from scipy.optimize import linear_sum_assignment
+
+from progenitor.genes._linalg import (
+    correlation,
+    normalize_rows,
+    seeded_gaussian,
+    seeded_signs,
+    upper_triangle,
+)
+from progenitor.genes._registry import Gene, GeneNotApplicable, GeneScore, GeneValue, register_gene
+from progenitor.genes.observe import Observation
+
+SKETCH_DIM = 32
+_EMBEDDING_HINTS = ("embed", "wte", "wpe", "tok_emb", "pos_emb")
+
+
+@dataclass(frozen=True)
+class Layer:
+    """A weight matrix seen as units x inputs: its name, kind, units, fan-in shape and depth."""
+
+    name: str
+    kind: str  # "dense", "conv" or "embedding"
+    units: int
+    fan_in: tuple[int, ...]
+    depth: float  # position in forward order, 0..1
+
+    def shape_key(self) -> tuple[Any, ...]:
+        return (self.kind, self.units, self.fan_in)
+
+
+def _layer_views(weights: dict[str, np.ndarray]) -> list[tuple[str, str, np.ndarray]]:
+    """(name, kind, units x channels x positions array) for every matrix-like weight, in order."""
+    views = []
+    for name, w in weights.items():
+        if w.ndim < 2 or min(w.shape) == 0:
+            continue
+        if w.ndim == 2 and any(h in name.lower() for h in _EMBEDDING_HINTS):
+            # An embedding's rows are tokens (fixed ids); its units are the columns.
+            views.append((name, "embedding", w.T[:, :, None]))
+        elif w.ndim == 2:
+            views.append((name, "dense", w[:, :, None]))
+        else:
+            views.append((name, "conv", w.reshape(w.shape[0], w.shape[1], -1)))
+    return views
+
+
+def sketch_layers(weights: dict[str, np.ndarray], dim: int = SKETCH_DIM) -> list[tuple[Layer, np.ndarray]]:
+    """Unit sketches (units x dim, unit rows) for every matrix-like weight, chained through depth."""
+    views = _layer_views(weights)
+    latest: dict[int, np.ndarray] = {}  # unit count -> the most recent sketch of that many units
+    out = []
+    for index, (name, kind, w) in enumerate(views):
+        units, channels, positions = w.shape
+        w = normalize_rows(w.reshape(units, -1)).reshape(units, channels, positions)
+        if kind == "dense" and channels not in latest:
+            w, channels, positions = _unflatten(w, latest)
+        if kind != "embedding" and channels in latest:
+            inputs = latest[channels]  # channels x dim: this layer reads those units
+            signs = seeded_signs(positions, dim, "position")
+            sketch = np.einsum("ucp,cd,pd->ud", w, inputs, signs, optimize=True)
+        else:
+            anchor = seeded_gaussian(channels * positions, dim, "anchor")
+            sketch = w.reshape(units, -1) @ anchor
+        sketch = normalize_rows(sketch.astype(np.float32))
+        latest[units] = sketch
+        depth = index / max(len(views) - 1, 1)
+        out.append((Layer(name, kind, units, (channels, positions), depth), sketch))
+    return out
+
+
+def _unflatten(w: np.ndarray, latest: dict[int, np.ndarray]) -> tuple[np.ndarray, int, int]:
+    """A dense layer reading a flattened (channels, positions) map is viewed as a convolution.
+
+    Its columns then follow the channel sketches, so permuting the channels of the map (which
+    permutes whole groups of columns) leaves its sketch unchanged. The most recent unit count
+    that divides the fan-in is taken as the channel count.
+    """
+    units, fan_in, _ = w.shape
+    for channels in reversed(list(latest)):
+        if fan_in % channels == 0 and fan_in // channels > 1:
+            return w.reshape(units, channels, fan_in // channels), channels, fan_in // channels
+    return w, fan_in, 1
+
+
+@register_gene
+class WeightSketch(Gene):
+    """Gram matrices of permutation-invariant unit sketches, one per weight matrix."""
+
+    name: ClassVar[str] = "weight_sketch"
+    version: ClassVar[int] = 1
+    access = "white"
+    needs = "weights"
+    uses_probes: ClassVar[bool] = False
+    description: ClassVar[str] = "per-layer Gram of chained random sketches of unit weight vectors"
+
+    def extract(self, obs: Observation) -> GeneValue:
+        layers = sketch_layers(obs.weights)
+        if not layers:
+            raise GeneNotApplicable("no weight matrices")
+        arrays = {}
+        meta_layers = []
+        for i, (layer, sketch) in enumerate(layers):
+            arrays[f"gram{i}"] = upper_triangle(sketch.T @ sketch / layer.units)
+            meta_layers.append([layer.name, layer.kind, layer.units, list(layer.fan_in), layer.depth])
+        return GeneValue(arrays, {"layers": meta_layers, "dim": SKETCH_DIM})
+
+    def compare(self, a: GeneValue, b: GeneValue) -> GeneScore:
+        layers_a, layers_b = _layers(a), _layers(b)
+        pairs = pair_layers(layers_a, layers_b)
+        if not pairs:
+            raise GeneNotApplicable("no weight matrices of compatible kind to pair")
+        scores = [correlation(a.arrays[f"gram{i}"], b.arrays[f"gram{j}"]) for i, j in pairs]
+        detail = [
+            {"source": layers_a[i].name, "target": layers_b[j].name, "similarity": round(s, 4),
+             "same_shape": layers_a[i].shape_key() == layers_b[j].shape_key()}
+            for (i, j), s in zip(pairs, scores, strict=True)
+        ]
+        return GeneScore(
+            float(np.mean(scores)),
+            {"paired": len(pairs), "unpaired_source": len(layers_a) - len(pairs),
+             "unpaired_target": len(layers_b) - len(pairs), "max": round(max(scores), 4),
+             "layers": detail},
+        )
+
+
+def _layers(value: GeneValue) -> list[Layer]:
+    return [Layer(n, k, u, tuple(f), d) for n, k, u, f, d in value.meta["layers"]]
+
+
+def pair_layers(a: list[Layer], b: list[Layer]) -> list[tuple[int, int]]:
+    """Pair layers of two models explicitly: same kind required; same shape and depth preferred.
+
+    Solved as an assignment (Hungarian) on a cost that is 0 for an identical shape at the same
+    relative depth, grows with the depth difference, and adds a penalty when shapes differ (as
+    after structured pruning or a new head). Layers of different kinds are never paired, and a
+    pair whose cost exceeds the penalty plus half the depth range is dropped rather than forced.
+    """
+    if not a or not b:
+        return []
+    big = 1e6
+    cost = np.full((len(a), len(b)), big)
+    for i, la in enumerate(a):
+        for j, lb in enumerate(b):
+            if la.kind != lb.kind:
+                continue
+            shape_penalty = 0.0 if la.shape_key() == lb.shape_key() else 1.0
+            cost[i, j] = shape_penalty + abs(la.depth - lb.depth)
+    rows, cols = linear_sum_assignment(cost)
+    return [(int(i), int(j)) for i, j in zip(rows, cols, strict=True) if cost[i, j] <= 1.5]

@@ -1,0 +1,137 @@
+"""Fuse gene scores into a calibrated verdict with evidence.
+
+Each gene's similarity is turned into a one-sided p-value against the null of independently
+trained models (from a Calibration, or from independent models the caller supplies); the genes'
+p-values are combined with the Cauchy combination test, which stays valid when the genes are
+dependent. The verdict is
+
+* ``derived`` when the combined p-value is below ``alpha`` (the false-positive rate on
+  independent models that the caller accepts),
+* ``inconclusive`` when it is not, but some gene alone is below ``alpha`` or the combined p-value
+  is below ``5 * alpha`` (the evidence disagrees or is borderline),
+* ``unrelated`` otherwise.
+
+The probability is a calibrated map of the combined p-value (``Calibration.logistic``).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+
+from progenitor.calibration import Calibration
+from progenitor.genes import GeneScore
+from progenitor.stats import cauchy_combination, fisher_z, predictive_p_value, sigmoid
+
+Verdict = Literal["derived", "unrelated", "inconclusive"]
+DEFAULT_ALPHA = 0.01
+INCONCLUSIVE_FACTOR = 5.0
+
+
+@dataclass
+class Comparison:
+    """The answer to "is ``target`` derived from ``source``?" with its evidence."""
+
+    source: str
+    target: str
+    verdict: Verdict
+    probability: float
+    p_value: float | None
+    access: str
+    evidence: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        """The object ``progenitor compare --json`` prints for this target."""
+        return {
+            "source": self.source,
+            "target": self.target,
+            "verdict": self.verdict,
+            "probability": round(self.probability, 6),
+            "p_value": None if self.p_value is None else float(f"{self.p_value:.6g}"),
+            "access": self.access,
+            "evidence": self.evidence,
+        }
+
+
+def _gene_null(name: str, calibration: Calibration, custom: dict[str, list[float]] | None) -> tuple[list[float], str]:
+    if custom and name in custom and len(custom[name]) >= 3:
+        return custom[name], "supplied independent models"
+    if name in calibration.genes:
+        return calibration.genes[name].null, calibration.source
+    return [], ""
+
+
+def gene_evidence(
+    scores: dict[str, GeneScore],
+    calibration: Calibration,
+    custom_null: dict[str, list[float]] | None = None,
+) -> dict[str, dict[str, Any]]:
+    """Per gene: similarity, Fisher z, null summary and one-sided p-value (None if no null)."""
+    out: dict[str, dict[str, Any]] = {}
+    for name, score in scores.items():
+        z = fisher_z(score.similarity)
+        null, where = _gene_null(name, calibration, custom_null)
+        entry: dict[str, Any] = {"similarity": round(score.similarity, 6), "z": round(z, 4)}
+        if len(null) >= 3:
+            entry.update(
+                p_value=float(f"{predictive_p_value(z, null):.6g}"),
+                null_mean_z=round(float(np.mean(null)), 4),
+                null_sd_z=round(float(np.std(null, ddof=1)), 4),
+                null_n=len(null),
+                null_from=where,
+            )
+        else:
+            entry["p_value"] = None
+            entry["note"] = "no calibrated null for this gene: not used in the verdict"
+        entry["details"] = score.details
+        out[name] = entry
+    return out
+
+
+def combined_p_value(evidence: dict[str, dict[str, Any]]) -> float | None:
+    """Cauchy combination of the genes' p-values, or None when no gene has one."""
+    ps = [e["p_value"] for e in evidence.values() if e.get("p_value") is not None]
+    return cauchy_combination(ps) if ps else None
+
+
+def decide(
+    source: str,
+    target: str,
+    access: str,
+    scores: dict[str, GeneScore],
+    calibration: Calibration,
+    alpha: float = DEFAULT_ALPHA,
+    custom_null: dict[str, list[float]] | None = None,
+) -> Comparison:
+    """Turn gene scores into a Comparison (verdict, probability, p-value, evidence)."""
+    evidence = gene_evidence(scores, calibration, custom_null)
+    p = combined_p_value(evidence)
+    if p is None:
+        return Comparison(source, target, "inconclusive", 0.5, None, access, {
+            "genes": evidence, "decided_by": [], "alpha": alpha,
+            "reason": "no gene with a calibrated null could be measured on both models",
+        })
+    a, b = calibration.logistic
+    probability = sigmoid(a + b * min(-math.log10(max(p, 1e-300)), 50.0))
+    significant = sorted((n for n, e in evidence.items() if (e.get("p_value") or 1.0) < alpha),
+                         key=lambda n: evidence[n]["p_value"])
+    if p < alpha:
+        verdict: Verdict = "derived"
+        reason = f"combined p-value {p:.3g} < alpha {alpha}"
+    elif significant or p < INCONCLUSIVE_FACTOR * alpha:
+        verdict = "inconclusive"
+        reason = (f"genes disagree: {', '.join(significant)} below alpha alone, combined p {p:.3g}"
+                  if significant else f"borderline: combined p {p:.3g} < {INCONCLUSIVE_FACTOR * alpha:g}")
+    else:
+        verdict = "unrelated"
+        reason = f"combined p-value {p:.3g} >= alpha {alpha}: like independently trained models"
+    return Comparison(source, target, verdict, probability, p, access, {
+        "genes": evidence,
+        "decided_by": significant,
+        "alpha": alpha,
+        "reason": reason,
+        "calibration": calibration.source,
+    })
