@@ -39,6 +39,7 @@ def extract(
     model: ModelLike,
     probes: str | Path | ProbeSet | Any | None = None,
     access: str = "auto",
+    genes: Sequence[str] | None = None,
     **load_options: Any,
 ) -> DNA:
     """Extract a model's DNA: every registered gene its access allows.
@@ -47,17 +48,18 @@ def extract(
         model: a reference, Model, or torch module.
         probes: probe set (see ``progenitor.probes.load_probes``); default: a preset that fits.
         access: ``auto`` (the widest the model allows) or ``white``/``gray``/``black``.
+        genes: only these genes (default: all the access allows).
         **load_options: passed to ``progenitor.load`` (e.g. ``arch=``, ``input_shape=``).
     """
     handle = load(model, **load_options)
     level = _level(handle.access, access)
-    genes = [g for g in list_genes(level) if handle.can(g.needs)]
+    selected = [g for g in list_genes(level) if handle.can(g.needs) and (genes is None or g.name in genes)]
     probe_set = None
-    if any(g.uses_probes for g in genes):
+    if any(g.uses_probes for g in selected):
         probe_set = load_probes(probes, handle.input_spec)
     obs = Observation(handle, probe_set)
     values, versions = {}, {}
-    for gene in genes:
+    for gene in selected:
         try:
             values[gene.name] = gene.extract(obs)
             versions[gene.name] = gene.version
@@ -95,13 +97,13 @@ def _probes_like(dna: DNA, probes: Any) -> Any:
     return regenerated
 
 
-def as_dna(ref: ModelLike, probes: Any = None, access: str = "auto", **load_options: Any) -> DNA:
-    """A DNA for ``ref``: loaded if it is one, extracted otherwise."""
+def as_dna(ref: ModelLike, probes: Any = None, access: str = "auto", **options: Any) -> DNA:
+    """A DNA for ``ref``: loaded if it is one, extracted otherwise (``options`` go to extract)."""
     if isinstance(ref, DNA):
         return ref
     if _is_dna_ref(ref):
         return load_dna(ref)
-    return extract(ref, probes=probes, access=access, **load_options)
+    return extract(ref, probes=probes, access=access, **options)
 
 
 def score_genes(source: DNA, target: DNA, access: str | None = None) -> dict[str, GeneScore]:
@@ -149,10 +151,12 @@ def compare_many(
     note = progress or (lambda _msg: None)
     note(f"source {source}")
     src = as_dna(source, probes=probes, access=access, **load_options)
-    shared_probes = _probes_like(src, probes)
 
     def other(ref: ModelLike) -> DNA:
-        return as_dna(ref, probes=shared_probes, access=access, **load_options)
+        if isinstance(ref, DNA) or _is_dna_ref(ref):
+            return as_dna(ref)
+        return as_dna(ref, probes=_probes_like(src, probes), access=access, genes=list(src.genes),
+                      **load_options)
 
     custom = None
     if null:

@@ -106,7 +106,8 @@ def compare(
         table.add_column(column)
     for row in table_rows(results):
         table.add_row(*row)
-    Console().print(table)
+    # Piped output keeps whole rows (long paths) rather than wrapping to a guessed width.
+    Console(width=None if sys.stdout.isatty() else 240).print(table)
 
 
 @app.command()

@@ -1,0 +1,55 @@
+"""Shared fixtures: offline mode, pinned threads, a tiny model family saved in several formats."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+sys.path.insert(0, str(Path(__file__).parent))  # the `families` helper module
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+torch.set_num_threads(1)
+
+
+@pytest.fixture(scope="session")
+def family():  # noqa: ANN201
+    """Parent, derived children and independent same-recipe models (see families.py)."""
+    import families
+
+    return families.family()
+
+
+@pytest.fixture(scope="session")
+def probes_array() -> np.ndarray:
+    """Held-out digits as probes, (96, 1, 8, 8)."""
+    import families
+
+    return families.probes()
+
+
+@pytest.fixture(scope="session")
+def saved(family, tmp_path_factory):  # noqa: ANN001, ANN201
+    """The family saved to disk: parent as TorchScript/state dict/safetensors, others TorchScript."""
+    from safetensors.torch import save_file
+
+    root = tmp_path_factory.mktemp("family")
+    x = torch.zeros(1, 1, 8, 8)
+    paths = {}
+    for name, model in [("parent", family.parent), *family.children.items(),
+                        *((f"independent{i}", m) for i, m in enumerate(family.independents))]:
+        path = root / f"{name}.pt"
+        torch.jit.save(torch.jit.trace(model, x), path)
+        paths[name] = path
+    torch.save(family.parent.state_dict(), root / "parent_state.pt")
+    save_file({k: v.contiguous() for k, v in family.parent.state_dict().items()}, root / "parent.safetensors")
+    paths["state"] = root / "parent_state.pt"
+    paths["safetensors"] = root / "parent.safetensors"
+    np.save(root / "probes.npy", __import__("families").probes())
+    paths["probes"] = root / "probes.npy"
+    return paths

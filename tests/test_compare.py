@@ -1,0 +1,82 @@
+"""compare: derived children are derived, independent models of the same recipe are not."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import progenitor as pg
+
+CHILDREN = ["fine-tuned", "pruned-50", "noised", "permuted"]
+
+
+@pytest.fixture(scope="module")
+def results(saved):  # noqa: ANN001, ANN201
+    """The parent against every child and held-out independents, with a null of 4 other seeds."""
+    null = [saved[f"independent{i}"] for i in range(4)]
+    targets = [saved[c] for c in CHILDREN] + [saved["independent4"], saved["independent5"]]
+    out = pg.compare_many(saved["parent"], targets, probes=saved["probes"], null=null)
+    return dict(zip([*CHILDREN, "independent4", "independent5"], out, strict=True))
+
+
+@pytest.mark.parametrize("child", CHILDREN)
+def test_children_are_derived(results, child) -> None:
+    r = results[child]
+    assert r.verdict == "derived", r.evidence
+    assert r.p_value < 0.01 and r.evidence["decided_by"]
+
+
+@pytest.mark.parametrize("other", ["independent4", "independent5"])
+def test_independent_same_recipe_is_not_derived(results, other) -> None:
+    r = results[other]
+    assert r.verdict == "unrelated", r.evidence["reason"]
+    assert r.p_value > 0.05
+
+
+def test_evidence_names_genes_and_null(results) -> None:
+    ev = results["fine-tuned"].evidence
+    assert set(ev["genes"]) == {"weight_sketch", "output_geometry"}  # TorchScript: no hooks, no features
+    for gene in ev["genes"].values():
+        assert gene["null_from"] == "supplied independent models" and gene["null_n"] == 4
+    assert results["fine-tuned"].access == "white"
+
+
+def test_black_box_access_only(saved) -> None:
+    null = [saved[f"independent{i}"] for i in range(4)]
+    r = pg.compare(saved["parent"], saved["noised"], probes=saved["probes"], access="black", null=null)
+    assert r.access == "black" and set(r.evidence["genes"]) == {"output_geometry"}
+    assert r.verdict == "derived"
+
+
+def test_in_process_modules_and_dna_objects(family, probes_array) -> None:
+    src = pg.extract(pg.load(family.parent, input_shape=(1, 8, 8)), probes=probes_array)
+    null = [pg.load(m, input_shape=(1, 8, 8)) for m in family.independents[:4]]
+    r = pg.compare(src, pg.load(family.children["fine-tuned"], input_shape=(1, 8, 8)),
+                   probes=probes_array, null=null)
+    assert r.verdict == "derived"
+    assert set(r.evidence["genes"]) == {"weight_sketch", "output_geometry", "feature_cka"}
+
+
+def test_weights_only_source_against_torchscript(saved) -> None:
+    null = [saved[f"independent{i}"] for i in range(4)]
+    r = pg.compare(saved["state"], saved["permuted"], null=null)
+    assert r.access == "white" and set(r.evidence["genes"]) == {"weight_sketch"}
+    assert r.verdict == "derived"
+
+
+def test_without_any_calibrated_null_is_inconclusive(saved, tmp_path) -> None:
+    empty = pg.Calibration({}, (0.0, 1.0), "empty")
+    r = pg.compare(saved["parent"], saved["noised"], probes=saved["probes"], calibration=empty)
+    assert r.verdict == "inconclusive" and r.p_value is None
+
+
+def test_probe_kind_mismatch(saved) -> None:
+    with pytest.raises(pg.ProbeError, match="text"):
+        pg.compare(saved["parent"], saved["noised"], probes=["a sentence", "another one"])
+
+
+def test_compare_json_shape(results) -> None:
+    obj = results["noised"].to_json()
+    assert list(obj) == ["source", "target", "verdict", "probability", "p_value", "access", "evidence"]
+    assert 0 <= obj["probability"] <= 1 and isinstance(obj["p_value"], float)
+    np.testing.assert_equal(obj["verdict"] in ("derived", "unrelated", "inconclusive"), True)

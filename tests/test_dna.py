@@ -1,0 +1,93 @@
+"""The .dna file: round trips, version refusal, corruption, atomic writes, size bound."""
+
+from __future__ import annotations
+
+import struct
+
+import numpy as np
+import pytest
+
+import progenitor as pg
+from progenitor.dna import FORMAT_VERSION, MAGIC, MAX_DNA_BYTES, _to_bytes
+from progenitor.errors import DNAFormatError, IncomparableError
+
+
+@pytest.fixture(scope="module")
+def dna(saved):  # noqa: ANN001, ANN201
+    return pg.extract(saved["state"], probes=saved["probes"], arch="families:small_cnn")
+
+
+def test_round_trip(tmp_path, dna) -> None:
+    path = pg.save_dna(dna, tmp_path / "a.dna")
+    back = pg.load_dna(path)
+    assert back.model == dna.model and back.versions == dna.versions and back.probes == dna.probes
+    assert set(back.genes) == set(dna.genes) == {"weight_sketch", "output_geometry", "feature_cka"}
+    for name, gene in dna.genes.items():
+        assert back.genes[name].meta == gene.meta
+        for key, arr in gene.arrays.items():
+            np.testing.assert_array_equal(back.genes[name].arrays[key], arr)
+            assert back.genes[name].arrays[key].dtype == arr.dtype
+    assert _to_bytes(back) == _to_bytes(dna)  # byte-identical rewrite
+
+
+def test_size_bound(tmp_path, dna, saved) -> None:
+    """A DNA stays compact: under MAX_DNA_BYTES, and for this model far smaller than its weights."""
+    size = pg.save_dna(dna, tmp_path / "a.dna").stat().st_size
+    weights_bytes = 4 * dna.model["n_params"]
+    assert size < MAX_DNA_BYTES
+    assert size < weights_bytes, (size, weights_bytes)
+
+
+def test_metadata(dna) -> None:
+    assert dna.model["format"] == "torch" and len(dna.model["sha256"]) == 64
+    assert dna.model["n_params"] > 10_000 and dna.access == "white"
+    assert dna.probes["n"] == 96 and len(dna.probes["hash"]) == 64
+
+
+def test_unknown_version_refused(tmp_path, dna) -> None:
+    data = bytearray(_to_bytes(dna))
+    struct.pack_into("<H", data, len(MAGIC), FORMAT_VERSION + 98)
+    path = tmp_path / "future.dna"
+    path.write_bytes(bytes(data))
+    with pytest.raises(DNAFormatError, match="version 99 is unknown"):
+        pg.load_dna(path)
+
+
+@pytest.mark.parametrize("damage", ["truncate", "flip", "garbage", "empty"])
+def test_corrupt_refused(tmp_path, dna, damage) -> None:
+    data = bytearray(_to_bytes(dna))
+    if damage == "truncate":
+        data = data[: len(data) // 2]
+    elif damage == "flip":
+        data[len(data) // 2] ^= 0xFF
+    elif damage == "garbage":
+        data = bytearray(b"hello world" * 10)
+    else:
+        data = bytearray()
+    path = tmp_path / "bad.dna"
+    path.write_bytes(bytes(data))
+    with pytest.raises(DNAFormatError):
+        pg.load_dna(path)
+
+
+def test_write_is_atomic(tmp_path, dna, monkeypatch) -> None:
+    path = pg.save_dna(dna, tmp_path / "a.dna")
+    before = path.read_bytes()
+
+    def boom(*_a, **_k):  # noqa: ANN002, ANN003, ANN202
+        raise OSError("disk full")
+
+    monkeypatch.setattr("os.fsync", boom)
+    with pytest.raises(OSError):
+        pg.save_dna(dna, path)
+    assert path.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["a.dna"]  # no temporary left behind
+
+
+def test_incomparable_probes_and_versions(saved, dna) -> None:
+    other = pg.extract(saved["parent"], probes=np.zeros((4, 1, 8, 8), np.float32))
+    with pytest.raises(IncomparableError, match="different probe sets"):
+        pg.compare(dna, other)
+    bumped = pg.load_dna.__globals__["DNA"](**{**dna.__dict__, "versions": {**dna.versions, "weight_sketch": 99}})
+    with pytest.raises(IncomparableError, match="version"):
+        pg.compare(dna, bumped)

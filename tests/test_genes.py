@@ -1,0 +1,68 @@
+"""Every registered gene against the same contract, plus gene-specific invariances."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+import progenitor as pg
+from progenitor.genes import GeneNotApplicable, Observation, get_gene, list_genes
+from progenitor.genes.weights import Layer, pair_layers, sketch_layers
+
+
+@pytest.fixture(scope="module")
+def observations(family, probes_array):  # noqa: ANN001, ANN201
+    probes = pg.load_probes(probes_array)
+
+    def obs(m: torch.nn.Module) -> Observation:
+        return Observation(pg.load(m, input_shape=(1, 8, 8)), probes)
+
+    return {"parent": obs(family.parent), "permuted": obs(family.children["permuted"]),
+            "independent": obs(family.independents[0])}
+
+
+@pytest.mark.parametrize("gene", list_genes(), ids=lambda g: g.name)
+def test_gene_contract(gene, observations) -> None:
+    value = gene.extract(observations["parent"])
+    assert gene.access in ("white", "gray", "black") and gene.version >= 1
+    assert all(isinstance(a, np.ndarray) for a in value.arrays.values())
+    again = gene.extract(observations["parent"])
+    for key in value.arrays:  # deterministic
+        np.testing.assert_array_equal(value.arrays[key], again.arrays[key])
+    self_score = gene.compare(value, again).similarity
+    assert self_score == pytest.approx(1.0, abs=1e-6)
+    perm = gene.compare(value, gene.extract(observations["permuted"])).similarity
+    assert perm == pytest.approx(1.0, abs=1e-4), "a permuted copy computes the same function"
+    other = gene.compare(value, gene.extract(observations["independent"])).similarity
+    assert -1.0 <= other < self_score - 0.03
+
+
+def test_weight_sketch_transposed_and_scaled_rows(family) -> None:
+    """Per-unit scaling (BN folded into a conv on export) leaves the sketch unchanged."""
+    weights = {k: v.detach().numpy().copy() for k, v in family.parent.state_dict().items()}
+    scaled = dict(weights)
+    scaled["conv1.weight"] = weights["conv1.weight"] * np.linspace(0.5, 2, 16)[:, None, None, None]
+    a = [s for _, s in sketch_layers(weights)]
+    b = [s for _, s in sketch_layers(scaled)]
+    for x, y in zip(a, b, strict=True):
+        np.testing.assert_allclose(x, y, atol=1e-5)
+
+
+def test_pair_layers_explicit() -> None:
+    a = [Layer("c1", "conv", 16, (1, 9), 0.0), Layer("c2", "conv", 32, (16, 9), 0.33),
+         Layer("f1", "dense", 64, (512, 1), 0.67), Layer("f2", "dense", 10, (64, 1), 1.0)]
+    # target: new head with 5 classes, conv2 structurally pruned to 24 channels
+    b = [Layer("x1", "conv", 16, (1, 9), 0.0), Layer("x2", "conv", 24, (16, 9), 0.33),
+         Layer("y1", "dense", 64, (384, 1), 0.67), Layer("y2", "dense", 5, (64, 1), 1.0)]
+    assert pair_layers(a, b) == [(0, 0), (1, 1), (2, 2), (3, 3)]
+    # kinds never mix; a lone dense layer pairs with the dense layer nearest in depth
+    c = [Layer("only", "dense", 10, (64, 1), 1.0)]
+    assert pair_layers(a, c) == [(3, 0)]
+    assert pair_layers(a, [Layer("e", "embedding", 8, (100, 1), 0.0)]) == []
+
+
+def test_gene_not_applicable_without_matrices() -> None:
+    model = pg.load(torch.nn.LayerNorm(4))
+    with pytest.raises(GeneNotApplicable):
+        get_gene("weight_sketch").extract(Observation(model, None))

@@ -1,0 +1,118 @@
+"""Torch loaders: TorchScript, state dicts, safetensors, py: factories, in-process modules."""
+
+from __future__ import annotations
+
+import pickle
+
+import numpy as np
+import pytest
+import torch
+
+import progenitor as pg
+from progenitor.errors import ModelLoadError, ProbeError, UnsafeFileError
+
+
+def test_torchscript_forward_matches_module(saved, family, probes_array) -> None:
+    model = pg.load(saved["parent"])
+    assert model.format == "torchscript" and model.access == "white"
+    expected = family.parent(torch.from_numpy(probes_array)).detach().numpy()
+    np.testing.assert_allclose(model.forward(probes_array), expected, atol=1e-5)
+    assert not model.can("features")  # TorchScript has no hooks
+
+
+def test_state_dict_weights_only_and_with_arch(saved, family, probes_array) -> None:
+    bare = pg.load(saved["state"])
+    assert bare.format == "torch" and bare.capabilities == frozenset({"weights"})
+    state = family.parent.state_dict()
+    assert list(bare.weights()) == list(state)
+    np.testing.assert_array_equal(bare.weights()["conv1.weight"], state["conv1.weight"].numpy())
+    with pytest.raises(pg.AccessError):
+        bare.forward(probes_array)
+    full = pg.load(saved["state"], arch="families:small_cnn")
+    assert full.can("forward") and full.can("features")
+    np.testing.assert_allclose(full.forward(probes_array), pg.load(saved["parent"]).forward(probes_array), atol=1e-5)
+
+
+def test_safetensors_and_prefix(saved) -> None:
+    model = pg.load(f"safetensors:{saved['safetensors']}")
+    assert model.format == "safetensors"
+    assert model.n_params() == sum(w.size for w in pg.load(saved["state"]).weights().values())
+    assert model.sha256 and len(model.sha256) == 64
+
+
+def test_features_hooks_are_removed(family, probes_array) -> None:
+    model = pg.load(family.parent, input_shape=(1, 8, 8))
+    feats = model.features(probes_array)
+    assert {"conv1", "conv2", "fc1", "fc2"} <= set(feats)
+    assert all(v.shape[0] == len(probes_array) for v in feats.values())
+    assert all(not m._forward_hooks for m in family.parent.modules())
+
+
+def test_hooks_removed_even_on_error(family) -> None:
+    model = pg.load(family.parent)
+    with pytest.raises(ProbeError, match="does not fit"):
+        model.features(np.zeros((2, 3, 5, 5), np.float32))
+    assert all(not m._forward_hooks for m in family.parent.modules())
+
+
+def test_probe_shape_mismatch_names_both(family) -> None:
+    model = pg.load(family.parent, input_shape=(1, 8, 8))
+    with pytest.raises(ProbeError, match=r"\[1, 28, 28\].*\[1, 8, 8\]"):
+        model.forward(np.zeros((2, 1, 28, 28), np.float32))
+
+
+def test_pickled_object_is_refused(tmp_path, family) -> None:
+    path = tmp_path / "whole_model.pt"
+    torch.save(family.parent, path)  # pickles the module class: needs code to load
+    with pytest.raises(UnsafeFileError, match="safetensors"):
+        pg.load(path)
+
+
+def test_plain_pickle_is_refused(tmp_path) -> None:
+    path = tmp_path / "evil.pt"
+    path.write_bytes(pickle.dumps({"w": object()}))
+    with pytest.raises(ModelLoadError):
+        pg.load(f"torch:{path}")
+
+
+@pytest.mark.parametrize("content", [b"", b"not a model at all", b"PK\x03\x04garbage"])
+def test_corrupt_files(tmp_path, content) -> None:
+    for suffix in (".pt", ".safetensors"):
+        path = tmp_path / f"bad{suffix}"
+        path.write_bytes(content)
+        with pytest.raises(ModelLoadError):
+            pg.load(path)
+
+
+def test_truncated_safetensors(tmp_path, saved) -> None:
+    data = saved["safetensors"].read_bytes()
+    path = tmp_path / "cut.safetensors"
+    path.write_bytes(data[: len(data) // 2])
+    with pytest.raises(ModelLoadError, match="safetensors"):
+        pg.load(path)
+
+
+def test_missing_and_unknown(tmp_path) -> None:
+    with pytest.raises(ModelLoadError, match="no such file"):
+        pg.load(tmp_path / "nope.pt")
+    odd = tmp_path / "model.xyz"
+    odd.write_bytes(b"123")
+    with pytest.raises(ModelLoadError, match="unknown model format"):
+        pg.load(odd)
+
+
+def test_bad_arch_factory(saved) -> None:
+    with pytest.raises(ModelLoadError, match="module:callable"):
+        pg.load(saved["state"], arch="no_colon_here")
+    with pytest.raises(ModelLoadError, match="cannot import"):
+        pg.load(saved["state"], arch="no_such_module_xyz:f")
+    with pytest.raises(ModelLoadError, match="do not fit"):
+        pg.load(saved["state"], arch="torch.nn:Identity")
+
+
+def test_py_reference_and_callable(probes_array) -> None:
+    model = pg.load("py:families:small_cnn", input_shape=(1, 8, 8))
+    assert model.forward(probes_array).shape == (len(probes_array), 10)
+    fn = pg.load(lambda x: np.asarray(x).reshape(len(x), -1)[:, :3])
+    assert fn.access == "black"
+    assert fn.forward(probes_array).shape == (len(probes_array), 3)
