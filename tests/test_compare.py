@@ -80,3 +80,25 @@ def test_compare_json_shape(results) -> None:
     assert list(obj) == ["source", "target", "verdict", "probability", "p_value", "access", "evidence"]
     assert 0 <= obj["probability"] <= 1 and isinstance(obj["p_value"], float)
     np.testing.assert_equal(obj["verdict"] in ("derived", "unrelated", "inconclusive"), True)
+
+
+@pytest.fixture(scope="module")
+def int8_onnx(family, tmp_path_factory):  # noqa: ANN001, ANN201
+    """The parent exported to ONNX and quantized to int8 weights by onnxruntime."""
+    import torch
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    root = tmp_path_factory.mktemp("onnx")
+    torch.onnx.export(family.parent, (torch.zeros(1, 1, 8, 8),), root / "fp32.onnx", dynamo=False,
+                      input_names=["x"], output_names=["y"], dynamic_axes={"x": {0: "n"}, "y": {0: "n"}})
+    quantize_dynamic(root / "fp32.onnx", root / "int8.onnx", weight_type=QuantType.QInt8)
+    return root / "int8.onnx"
+
+
+def test_int8_onnx_export_is_derived(saved, int8_onnx) -> None:
+    null = [saved[f"independent{i}"] for i in range(4)]
+    r = pg.compare(saved["parent"], int8_onnx, probes=saved["probes"], null=null)
+    assert r.verdict == "derived", r.evidence["reason"]
+    sketch = r.evidence["genes"]["weight_sketch"]
+    assert sketch["similarity"] > 0.95 and sketch["details"]["paired"] == 4
+    assert r.evidence["genes"]["output_geometry"]["similarity"] > 0.99

@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from progenitor._extras import require
-from progenitor.errors import ModelLoadError, ProbeError
+from progenitor.errors import AccessError, ModelLoadError, ProbeError
 from progenitor.models._registry import register_format
 from progenitor.models.base import Batch, InputSpec, Model, as_float32, file_sha256
 
@@ -38,6 +38,7 @@ MAX_FEATURES = 32
 # Small and fixed, so several models can run side by side without oversubscribing the CPU.
 _THREADS = min(4, os.cpu_count() or 1)
 
+_PROTOBUF_LIMIT = 2**31 - 1  # largest message protobuf serializes (graphs beyond use external data)
 # onnx.TensorProto element types (fixed by the ONNX spec): FLOAT, FLOAT16, DOUBLE, BFLOAT16.
 _FLOAT_TYPES = frozenset({1, 10, 11, 16})
 # Input types a probe array can be cast to; integer inputs (ids) take integer probes only.
@@ -356,15 +357,15 @@ class OnnxModel(Model):
     @property
     def _fixed_batch(self) -> int | None:
         """The graph's batch size when it is fixed (exported with a static first dimension)."""
-        dims = self._graph_input.shape
-        return dims[0] if dims and isinstance(dims[0], int) and dims[0] > 0 else None
+        dims = _input_dims(self.proto)
+        return dims[0] if dims else None
 
     def _prepare(self, batch: Batch) -> np.ndarray:
         """The probe batch as the graph's input dtype, or ProbeError when it does not fit."""
         expected = f"{self.ref}, which takes {self.input_spec.describe()}"
         if not isinstance(batch, np.ndarray):
             raise ProbeError(f"a text probe set does not fit {expected}")
-        dims, kind = self._graph_input.shape, self._graph_input.type
+        dims, kind = _input_dims(self.proto), self._graph_input.type
         shape = tuple(batch.shape[1:])
         rank_ok = dims is None or len(dims) == batch.ndim
         if not rank_ok or (self.input_spec.shape is not None and shape != self.input_spec.shape):
@@ -421,6 +422,11 @@ class OnnxModel(Model):
         """A copy of the graph that also outputs chosen hidden tensors (built once)."""
         if self._features is None:
             onnx = require("onnx", "onnx")
+            if self.proto.ByteSize() >= _PROTOBUF_LIMIT:
+                raise AccessError(
+                    f"{self.ref}: hidden features need an in-memory copy of the graph, which "
+                    "protobuf limits to 2 GB; use forward (black-box) or weights (white-box)"
+                )
             proto = onnx.ModelProto()
             proto.CopyFrom(self.proto)
             chosen = _feature_tensors(proto)
@@ -491,12 +497,26 @@ def _feature_tensors(proto: Any) -> dict[str, _Scale]:
     return chosen
 
 
-def _input_spec(session: Any, input_shape: Any, target: str) -> InputSpec:
+def _input_dims(proto: Any) -> list[int | None] | None:
+    """Dimensions of the graph's first input (None where symbolic), or None if its rank is unknown.
+
+    Read from the graph, not from onnxruntime, which reports an unknown rank as ``[]``.
+    """
+    inits = {t.name for t in proto.graph.initializer}  # IR < 4 lists initializers as inputs
+    for value in proto.graph.input:
+        if value.name in inits:
+            continue
+        kind = value.type.tensor_type
+        if not kind.HasField("shape"):
+            return None
+        return [d.dim_value if d.dim_value > 0 else None for d in kind.shape.dim]
+    return None
+
+
+def _input_spec(proto: Any, input_shape: Any, target: str) -> InputSpec:
     """Per-sample shape of the graph's first input when static, else the ``input_shape`` option."""
-    dims = session.get_inputs()[0].shape if session is not None else None
-    static = (
-        tuple(dims[1:]) if dims and all(isinstance(d, int) and d > 0 for d in dims[1:]) else None
-    )
+    dims = _input_dims(proto)
+    static = tuple(dims[1:]) if dims and all(d is not None for d in dims[1:]) else None
     given = tuple(int(d) for d in input_shape) if input_shape else None
     if static is not None and given is not None and static != given:
         raise ModelLoadError(
@@ -532,7 +552,7 @@ def open_onnx(target: str, input_shape: Any = None, **_: Any) -> Model:
     return OnnxModel(
         ref=target,
         format="onnx",
-        input_spec=_input_spec(session, input_shape, target),
+        input_spec=_input_spec(proto, input_shape, target),
         sha256=file_sha256(target),
         proto=proto,
         session=session,
