@@ -40,6 +40,7 @@ def extract(
     probes: str | Path | ProbeSet | Any | None = None,
     access: str = "auto",
     genes: Sequence[str] | None = None,
+    data: str | Path | ProbeSet | Any | None = None,
     **load_options: Any,
 ) -> DNA:
     """Extract a model's DNA: every registered gene its access allows.
@@ -49,15 +50,20 @@ def extract(
         probes: probe set (see ``progenitor.probes.load_probes``); default: a preset that fits.
         access: ``auto`` (the widest the model allows) or ``white``/``gray``/``black``.
         genes: only these genes (default: all the access allows).
+        data: a sample of the model's training data (same forms as probes) for the data-driven
+            gene; without it that gene is absent.
         **load_options: passed to ``progenitor.load`` (e.g. ``arch=``, ``input_shape=``).
     """
     handle = load(model, **load_options)
     level = _level(handle.access, access)
-    selected = [g for g in list_genes(level) if handle.can(g.needs) and (genes is None or g.name in genes)]
+    sample = None if data is None else load_probes(data, handle.input_spec)
+    selected = [g for g in list_genes(level)
+                if (handle.can(g.needs) or (g.needs == "data" and sample is not None))
+                and (genes is None or g.name in genes)]
     probe_set = None
     if any(g.uses_probes for g in selected):
         probe_set = load_probes(probes, handle.input_spec)
-    obs = Observation(handle, probe_set)
+    obs = Observation(handle, probe_set, sample)
     values, versions = {}, {}
     for gene in selected:
         try:
@@ -107,12 +113,15 @@ def as_dna(ref: ModelLike, probes: Any = None, access: str = "auto", **options: 
 
 
 def score_genes(source: DNA, target: DNA, access: str | None = None) -> dict[str, GeneScore]:
-    """Similarity of every gene both DNAs hold (at or below ``access``); refuses incomparable DNAs."""
+    """Similarity of every lineage gene both DNAs hold (at or below ``access``).
+
+    Refuses incomparable DNAs (other probe sets or gene versions) with IncomparableError.
+    """
     level = min(ACCESS_LEVELS.index(source.access), ACCESS_LEVELS.index(target.access))
     if access is not None and access != "auto":
         level = min(level, ACCESS_LEVELS.index(access))
     shared = [n for n in source.genes if n in target.genes
-              and ACCESS_LEVELS.index(get_gene(n).access) <= level]
+              and ACCESS_LEVELS.index(get_gene(n).access) <= level and get_gene(n).role == "lineage"]
     check_comparable(source, target, shared)
     scores = {}
     for name in shared:

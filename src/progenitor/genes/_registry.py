@@ -15,9 +15,8 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from progenitor.models.base import Access, Capability
-
 from progenitor.genes.observe import Observation
+from progenitor.models.base import Access
 
 
 class GeneNotApplicable(Exception):  # noqa: N818 - a signal, not an error shown to users
@@ -50,9 +49,12 @@ class Gene(ABC):
     name: ClassVar[str]
     version: ClassVar[int]
     access: ClassVar[Access]
-    needs: ClassVar[Capability]
+    needs: ClassVar[str]  # a Model capability, or "data" for a user-given training sample
     uses_probes: ClassVar[bool]
     description: ClassVar[str] = ""
+    # "lineage" genes tell related from independent models and enter the verdict; "direction"
+    # genes only tell which of two related models is the parent (learned DNA, lineage trees).
+    role: ClassVar[str] = "lineage"
 
     @abstractmethod
     def extract(self, obs: Observation) -> GeneValue:

@@ -13,9 +13,10 @@ from progenitor.probes import ProbeSet, check_fits
 class Observation:
     """Lazily computed views of a model on a probe set, so each forward pass runs once."""
 
-    def __init__(self, model: Model, probes: ProbeSet | None) -> None:
+    def __init__(self, model: Model, probes: ProbeSet | None, data: ProbeSet | None = None) -> None:
         self.model = model
         self.probes = probes
+        self.data = data  # a sample of the model's training data, when the user gives one
         if probes is not None and model.can("forward"):
             check_fits(probes, model)
 

@@ -8,6 +8,7 @@ different heads or vocabularies compare; two models are similar when their matri
 
 from __future__ import annotations
 
+import hashlib
 from typing import ClassVar
 
 import numpy as np
@@ -15,6 +16,7 @@ import numpy as np
 from progenitor.genes._linalg import correlation, normalize_rows, upper_triangle
 from progenitor.genes._registry import Gene, GeneNotApplicable, GeneScore, GeneValue, register_gene
 from progenitor.genes.observe import Observation
+from progenitor.probes import ProbeSet
 
 MAX_PROBES = 256
 
@@ -28,6 +30,15 @@ def output_geometry(outputs: np.ndarray) -> np.ndarray:
         y = y - y.mean()
     z = normalize_rows(y)
     return upper_triangle(z @ z.T)
+
+
+def probe_keys(probes: ProbeSet) -> np.ndarray:
+    """A 63-bit key per probe from its content (sha256), the same whatever the probes' order."""
+    keys = []
+    for item in probes.data:
+        raw = item.encode() if isinstance(item, str) else np.ascontiguousarray(item).tobytes()
+        keys.append(int.from_bytes(hashlib.sha256(raw).digest()[:8], "little") >> 1)
+    return np.array(keys, dtype=np.int64)
 
 
 @register_gene
@@ -47,6 +58,8 @@ class OutputGeometry(Gene):
             raise GeneNotApplicable("outputs contain NaN or infinite values")
         top = outputs.argmax(axis=1).astype(np.int32) if outputs.shape[1] > 1 else None
         arrays = {"cosines": output_geometry(outputs)}
+        if obs.probes is not None:  # content keys let learned encoders ignore the probes' order
+            arrays["probe_keys"] = probe_keys(obs.probes)[:MAX_PROBES]
         if top is not None:
             arrays["top1"] = top[:MAX_PROBES]
         return GeneValue(arrays, {"n": int(min(len(outputs), MAX_PROBES)), "width": int(outputs.shape[1])})

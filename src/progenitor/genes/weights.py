@@ -166,3 +166,52 @@ def pair_layers(a: list[Layer], b: list[Layer]) -> list[tuple[int, int]]:
             cost[i, j] = shape_penalty + abs(la.depth - lb.depth)
     rows, cols = linear_sum_assignment(cost)
     return [(int(i), int(j)) for i, j in zip(rows, cols, strict=True) if cost[i, j] <= 1.5]
+
+
+def layer_moments(w: np.ndarray) -> tuple[float, float, float]:
+    """log standard deviation, excess kurtosis and fraction of exact zeros of a weight tensor."""
+    x = w.astype(np.float64).ravel()
+    sd = float(x.std())
+    if sd == 0:
+        return float(np.log(1e-12)), 0.0, float((x == 0).mean())
+    kurt = float((((x - x.mean()) / sd) ** 4).mean() - 3.0)
+    return float(np.log(sd)), kurt, float((x == 0).mean())
+
+
+@register_gene
+class WeightStats(Gene):
+    """Per-layer weight moments: scale, kurtosis and sparsity, in forward order.
+
+    Too coarse to tell lineage alone (a model and an independent look-alike share them), these
+    moments carry direction: fine-tuning raises kurtosis (MoTHer, Horwitz et al. 2025), pruning
+    raises sparsity, Gaussian noise pulls kurtosis towards zero. The learned DNA and the lineage trees use them; the
+    verdict does not (its similarity is reported with no calibrated null).
+    """
+
+    name: ClassVar[str] = "weight_stats"
+    version: ClassVar[int] = 1
+    access = "white"
+    needs = "weights"
+    uses_probes: ClassVar[bool] = False
+    description: ClassVar[str] = "per-layer log-std, kurtosis and sparsity (direction cues)"
+    role: ClassVar[str] = "direction"
+
+    def extract(self, obs: Observation) -> GeneValue:
+        views = _layer_views(obs.weights)
+        if not views:
+            raise GeneNotApplicable("no weight matrices")
+        moments = np.array([layer_moments(w) for _, _, w in views], dtype=np.float32)
+        depth = np.linspace(0, 1, len(views), dtype=np.float32) if len(views) > 1 else np.zeros(1, np.float32)
+        return GeneValue({"moments": moments, "depth": depth}, {"layers": [n for n, _, _ in views]})
+
+    def compare(self, a: GeneValue, b: GeneValue) -> GeneScore:
+        ma, mb = a.arrays["moments"], b.arrays["moments"]
+        # Compare the kurtosis profiles over depth (interpolated to a common grid).
+        grid = np.linspace(0, 1, 16)
+        ka = np.interp(grid, a.arrays["depth"], ma[:, 1])
+        kb = np.interp(grid, b.arrays["depth"], mb[:, 1])
+        return GeneScore(
+            correlation(ka, kb),
+            {"mean_kurtosis": [round(float(ma[:, 1].mean()), 4), round(float(mb[:, 1].mean()), 4)],
+             "mean_sparsity": [round(float(ma[:, 2].mean()), 4), round(float(mb[:, 2].mean()), 4)]},
+        )
