@@ -31,7 +31,7 @@ MAX_BODY = 256 * 1024 * 1024  # refuse requests larger than this (413)
 _log = logging.getLogger(__name__)
 
 
-class _BadRequest(Exception):
+class _BadRequestError(Exception):
     def __init__(self, status: HTTPStatus, message: str) -> None:
         super().__init__(message)
         self.status = status
@@ -52,22 +52,22 @@ def _inputs(model: Model, body: bytes) -> np.ndarray | list[str]:
     try:
         payload = json.loads(body)
     except (ValueError, UnicodeDecodeError):
-        raise _BadRequest(HTTPStatus.BAD_REQUEST, "the request body is not JSON") from None
+        raise _BadRequestError(HTTPStatus.BAD_REQUEST, "the request body is not JSON") from None
     if not isinstance(payload, dict) or not isinstance(payload.get("inputs"), list):
-        raise _BadRequest(HTTPStatus.BAD_REQUEST, 'expected {"inputs": [...]}')
+        raise _BadRequestError(HTTPStatus.BAD_REQUEST, 'expected {"inputs": [...]}')
     inputs = payload["inputs"]
     if model.input_spec.kind == "text":
         if not all(isinstance(t, str) for t in inputs):
-            raise _BadRequest(HTTPStatus.BAD_REQUEST, "this model takes a list of strings")
+            raise _BadRequestError(HTTPStatus.BAD_REQUEST, "this model takes a list of strings")
         return inputs
     try:
         array = np.array(inputs, dtype=np.float32)
     except (ValueError, TypeError):
-        raise _BadRequest(
+        raise _BadRequestError(
             HTTPStatus.BAD_REQUEST, "inputs must be equally shaped nested lists of numbers"
         ) from None
     if array.ndim == 0:
-        raise _BadRequest(HTTPStatus.BAD_REQUEST, "inputs must be a list, one item per input")
+        raise _BadRequestError(HTTPStatus.BAD_REQUEST, "inputs must be a list, one item per input")
     return array
 
 
@@ -87,7 +87,9 @@ class _Handler(BaseHTTPRequestHandler):
         try:
             length = int(self.headers.get("Content-Length") or 0)
             if length > MAX_BODY:
-                raise _BadRequest(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, "request body too large")
+                raise _BadRequestError(
+                    HTTPStatus.REQUEST_ENTITY_TOO_LARGE, "request body too large"
+                )
             batch = _inputs(self.server.model, self.rfile.read(length))
             if len(batch) == 0:
                 self._send(HTTPStatus.OK, {"outputs": []})
@@ -95,7 +97,7 @@ class _Handler(BaseHTTPRequestHandler):
             # One forward at a time: models are not promised to be thread-safe.
             with self.server.lock:
                 outputs = self.server.model.forward(batch)
-        except _BadRequest as exc:
+        except _BadRequestError as exc:
             self._send(exc.status, {"error": str(exc)})
         except ProgenitorError as exc:  # the inputs do not fit the model
             self._send(HTTPStatus.UNPROCESSABLE_ENTITY, {"error": str(exc)})
@@ -113,7 +115,7 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(body)
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 (stdlib signature)
+    def log_message(self, format: str, *args: Any) -> None:
         _log.debug("%s " + format, self.address_string(), *args)
 
 
@@ -162,7 +164,10 @@ class ModelServer:
         return self
 
     def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
     ) -> None:
         self.close()
 

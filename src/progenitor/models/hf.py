@@ -144,7 +144,10 @@ class HFModel(Model):
                     collected = [[] for _ in states]
                 for sink, state in zip(collected, states, strict=True):
                     sink.append(_mean_pool(state, inputs["attention_mask"]))
-        return {f"hidden_states.{i}": np.concatenate(v).astype(np.float32) for i, v in enumerate(collected)}
+        return {
+            f"hidden_states.{i}": np.concatenate(v).astype(np.float32)
+            for i, v in enumerate(collected)
+        }
 
     def _output(self, inputs: dict[str, torch.Tensor]) -> np.ndarray:
         assert self.module is not None
@@ -178,8 +181,8 @@ class HFModel(Model):
         if self._tokenizer is None:
             if not any((self.directory / name).is_file() for name in _TOKENIZER_FILES):
                 raise ProbeError(
-                    f"{self.ref} has no tokenizer: text probes need the model's own tokenizer files "
-                    "in the directory"
+                    f"{self.ref} has no tokenizer: text probes need the model's own tokenizer "
+                    "files in the directory"
                 )
             transformers = require("transformers", "hf")
             try:
@@ -188,7 +191,9 @@ class HFModel(Model):
                         str(self.directory), local_files_only=True, trust_remote_code=False
                     )
             except _LOAD_ERRORS as exc:
-                raise ProbeError(f"{self.ref}: its tokenizer cannot be loaded ({_first_line(exc)})") from exc
+                raise ProbeError(
+                    f"{self.ref}: its tokenizer cannot be loaded ({_first_line(exc)})"
+                ) from exc
         return self._tokenizer
 
     def _encoded(self, batch: Batch) -> Iterator[dict[str, torch.Tensor]]:
@@ -200,8 +205,16 @@ class HFModel(Model):
         # A text that tokenizes to nothing (an empty string for GPT-2) gets one start token, so
         # every row has a last real token and a non-empty mean.
         start = next(
-            (t for t in (tokenizer.bos_token_id, tokenizer.eos_token_id, tokenizer.cls_token_id,
-                         tokenizer.unk_token_id) if t is not None),
+            (
+                t
+                for t in (
+                    tokenizer.bos_token_id,
+                    tokenizer.eos_token_id,
+                    tokenizer.cls_token_id,
+                    tokenizer.unk_token_id,
+                )
+                if t is not None
+            ),
             pad_id,
         )
         for begin in range(0, len(texts), self.batch_size):
@@ -214,7 +227,9 @@ class HFModel(Model):
 def _pad(encoding: dict[str, list[list[int]]], pad_id: int, start: int) -> dict[str, torch.Tensor]:
     """Right-pad token lists to one length; ids with ``pad_id``, masks and type ids with 0."""
     ids = [list(row) or [start] for row in encoding["input_ids"]]
-    masks = [list(row) or [1] for row in encoding.get("attention_mask", [[1] * len(r) for r in ids])]
+    masks = [
+        list(row) or [1] for row in encoding.get("attention_mask", [[1] * len(r) for r in ids])
+    ]
     width = max(len(row) for row in ids)
     out = {
         "input_ids": torch.tensor([r + [pad_id] * (width - len(r)) for r in ids]),
@@ -250,7 +265,7 @@ def _max_length(config: Any, requested: int) -> int:
 
 def _check_fit(target: str, module: torch.nn.Module, info: dict[str, Any]) -> None:
     """ModelLoadError when the stored tensors do not fit the architecture config.json describes."""
-    mismatched = list(info.get("mismatched_keys", ()))
+    mismatched = sorted(info.get("mismatched_keys", ()), key=lambda item: item[0])
     if mismatched:
         key, stored, needed = mismatched[0]
         more = f" (and {len(mismatched) - 1} more)" if len(mismatched) > 1 else ""
@@ -300,7 +315,9 @@ def open_hf(
                 ignore_mismatched_sizes=True,
             )
     except _LOAD_ERRORS as exc:
-        raise ModelLoadError(f"{target}: cannot load the model weights ({_first_line(exc)})") from exc
+        raise ModelLoadError(
+            f"{target}: cannot load the model weights ({_first_line(exc)})"
+        ) from exc
     _check_fit(target, module, info)
     missing = frozenset(info.get("missing_keys", ()))
     if missing:

@@ -12,7 +12,6 @@ from __future__ import annotations
 import http.client
 import json
 import math
-import socket
 import time
 import urllib.error
 import urllib.parse
@@ -51,14 +50,16 @@ class _Client:
         self._opener = urllib.request.build_opener(*handlers)
 
     def call(self, path: str, payload: Any = None) -> _Answer:
-        """GET (payload None) or POST JSON to ``url + path``; 4xx answers are returned, not raised."""
+        """GET (payload None) or POST JSON to ``url + path``; 4xx answers come back, not raised."""
         where = self.url + path
         data = None if payload is None else json.dumps(payload, allow_nan=False).encode()
         failure = ""
         for attempt in range(self.retries + 1):
             if attempt:
                 time.sleep(BACKOFF_S * 2 ** (attempt - 1))
-            request = urllib.request.Request(where, data=data, method="GET" if data is None else "POST")
+            request = urllib.request.Request(
+                where, data=data, method="GET" if data is None else "POST"
+            )
             request.add_header("Accept", "application/json")
             request.add_header("User-Agent", _USER_AGENT)
             if data is not None:
@@ -67,14 +68,14 @@ class _Client:
                 with self._opener.open(request, timeout=self.timeout) as response:
                     return _Answer(response.status, response.read())
             except urllib.error.HTTPError as exc:
-                body = exc.read() if exc.fp is not None else b""
+                body = _error_body(exc)
                 if exc.code < 500:
                     return _Answer(exc.code, body)
                 failure = f"HTTP {exc.code}{_excerpt(body)}"
-            except (TimeoutError, socket.timeout):
+            except TimeoutError:
                 failure = f"no answer within {self.timeout:g} s"
             except urllib.error.URLError as exc:
-                if isinstance(exc.reason, TimeoutError | socket.timeout):
+                if isinstance(exc.reason, TimeoutError):
                     failure = f"no answer within {self.timeout:g} s"
                 else:
                     failure = f"cannot connect ({exc.reason})"
@@ -82,6 +83,14 @@ class _Client:
                 failure = f"connection failed ({type(exc).__name__}: {exc})"
         tries = self.retries + 1
         raise EndpointError(f"{where}: {failure}, after {tries} attempt{'s' * (tries > 1)}")
+
+
+def _error_body(exc: urllib.error.HTTPError) -> bytes:
+    """The body of an error answer, or nothing if it cannot be read either."""
+    try:
+        return exc.read() if exc.fp is not None else b""
+    except (OSError, http.client.HTTPException):
+        return b""
 
 
 def _excerpt(body: bytes, limit: int = 120) -> str:
@@ -120,7 +129,8 @@ def _rows(where: str, outputs: Any, n: int) -> np.ndarray:
         # Strings, nulls and mixed rows come out as str or object arrays; numpy would otherwise
         # happily turn "1.5" into a number.
         raise EndpointError(f"{where}: output rows hold non-numeric values")
-    array = array.reshape(n, -1).astype(np.float32)
+    with np.errstate(over="ignore"):  # values beyond float32 become inf, refused just below
+        array = array.reshape(n, -1).astype(np.float32)
     if array.shape[1] == 0:
         raise EndpointError(f"{where}: output rows are empty")
     if not np.isfinite(array).all():
@@ -202,13 +212,25 @@ def _info(client: _Client) -> dict[str, Any]:
     if not isinstance(info, dict):
         raise EndpointError(f"{where}: expected a JSON object, got {type(info).__name__}")
     if info.get("input", "tensor") not in ("text", "tensor"):
-        raise EndpointError(f"{where}: 'input' must be \"text\" or \"tensor\", got {info['input']!r}")
+        raise EndpointError(f'{where}: \'input\' must be "text" or "tensor", got {info["input"]!r}')
     shape = info.get("input_shape")
     if shape is not None and not (
         isinstance(shape, list) and all(isinstance(d, int) and d > 0 for d in shape)
     ):
         raise EndpointError(f"{where}: 'input_shape' must be a list of positive integers or null")
     return info
+
+
+def _check_url(url: str) -> None:
+    """EndpointError unless ``url`` is an http(s) URL with a host and a valid port."""
+    try:
+        parts = urllib.parse.urlsplit(url)
+        valid = parts.scheme in ("http", "https") and bool(parts.hostname)
+        _ = parts.port  # raises ValueError on a non-numeric or out-of-range port
+    except ValueError:
+        valid = False
+    if not valid:
+        raise EndpointError(f"{url!r} is not a usable http:// or https:// URL")
 
 
 @register_format("http", description="black-box HTTP endpoint (progenitor JSON protocol)")
@@ -223,6 +245,7 @@ def open_http(
 ) -> Model:
     """An endpoint at ``url``; ``text``/``input_shape`` override what its ``/info`` says."""
     url = url.rstrip("/")
+    _check_url(url)
     if not (timeout > 0 and math.isfinite(timeout)):
         raise EndpointError(f"{url}: timeout must be a positive number of seconds, got {timeout}")
     client = _Client(url, timeout, retries)
