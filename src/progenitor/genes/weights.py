@@ -47,7 +47,7 @@ class Layer:
         return (self.kind, self.units, self.fan_in)
 
 
-def _layer_views(weights: dict[str, np.ndarray]) -> list[tuple[str, str, np.ndarray]]:
+def layer_views(weights: dict[str, np.ndarray]) -> list[tuple[str, str, np.ndarray]]:
     """(name, kind, units x channels x positions array) for every matrix-like weight, in order."""
     views = []
     for name, w in weights.items():
@@ -65,7 +65,7 @@ def _layer_views(weights: dict[str, np.ndarray]) -> list[tuple[str, str, np.ndar
 
 def sketch_layers(weights: dict[str, np.ndarray], dim: int = SKETCH_DIM) -> list[tuple[Layer, np.ndarray]]:
     """Unit sketches (units x dim, unit rows) for every matrix-like weight, chained through depth."""
-    views = _layer_views(weights)
+    views = layer_views(weights)
     latest: dict[int, np.ndarray] = {}  # unit count -> the most recent sketch of that many units
     out = []
     for index, (name, kind, w) in enumerate(views):
@@ -197,7 +197,7 @@ class WeightStats(Gene):
     role: ClassVar[str] = "direction"
 
     def extract(self, obs: Observation) -> GeneValue:
-        views = _layer_views(obs.weights)
+        views = layer_views(obs.weights)
         if not views:
             raise GeneNotApplicable("no weight matrices")
         moments = np.array([layer_moments(w) for _, _, w in views], dtype=np.float32)
