@@ -116,3 +116,18 @@ def test_py_reference_and_callable(probes_array) -> None:
     fn = pg.load(lambda x: np.asarray(x).reshape(len(x), -1)[:, :3])
     assert fn.access == "black"
     assert fn.forward(probes_array).shape == (len(probes_array), 3)
+
+
+def test_features_of_a_module_called_twice(probes_array) -> None:
+    """One activation object used at two depths records both calls, not a ragged mix."""
+
+    class Shared(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.a, self.b, self.act = torch.nn.Linear(64, 32), torch.nn.Linear(32, 16), torch.nn.ReLU()
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.act(self.b(self.act(self.a(x.flatten(1)))))
+
+    feats = pg.load(Shared()).features(probes_array)
+    assert feats["act"].shape == (len(probes_array), 32) and feats["act#2"].shape == (len(probes_array), 16)

@@ -19,7 +19,7 @@ from progenitor.models import ACCESS_LEVELS, Model, load
 from progenitor.models.base import InputSpec
 from progenitor.probes import ProbeSet, load_probes
 from progenitor.stats import fisher_z
-from progenitor.verdict import DEFAULT_ALPHA, Comparison, decide
+from progenitor.verdict import DEFAULT_ALPHA, Comparison, decide, learned_evidence
 
 ModelLike = str | Path | Model | DNA | Any
 Progress = Callable[[str], None]
@@ -41,6 +41,7 @@ def extract(
     access: str = "auto",
     genes: Sequence[str] | None = None,
     data: str | Path | ProbeSet | Any | None = None,
+    learned: Any = True,
     **load_options: Any,
 ) -> DNA:
     """Extract a model's DNA: every registered gene its access allows.
@@ -52,6 +53,8 @@ def extract(
         genes: only these genes (default: all the access allows).
         data: a sample of the model's training data (same forms as probes) for the data-driven
             gene; without it that gene is absent.
+        learned: the learned Model DNA that fills ``dna.vector``: True for the packaged default
+            (when one ships), a LearnedDNA or its directory, or False for none.
         **load_options: passed to ``progenitor.load`` (e.g. ``arch=``, ``input_shape=``).
     """
     handle = load(model, **load_options)
@@ -72,13 +75,42 @@ def extract(
         except GeneNotApplicable:
             continue
     used_probes = probe_set is not None and any(get_gene(n).uses_probes for n in values)
-    return DNA(
+    dna = DNA(
         model=handle.info(),
         access=level,
         probes=probe_set.info() if used_probes and probe_set is not None else None,
         genes=values,
         versions=versions,
     )
+    bundle = _learned(learned)
+    if bundle is not None:
+        dna.vector = bundle.embed([dna])[0]
+        dna.vector_spec = bundle.spec
+    return dna
+
+
+def _learned(learned: Any) -> Any:
+    """The LearnedDNA to use: None/False for none, True for the packaged default, or a path."""
+    if learned is None or learned is False:
+        return None
+    from progenitor.learn import LearnedDNA, load_learned
+
+    if isinstance(learned, LearnedDNA):
+        return learned
+    if learned is True:
+        return default_learned()
+    return load_learned(learned)
+
+
+def default_learned() -> Any:
+    """The packaged learned Model DNA, or None when this installation ships none."""
+    from importlib import resources
+
+    from progenitor.learn import load_learned
+
+    if not resources.files("progenitor.data").joinpath("learned", "manifest.json").is_file():
+        return None
+    return load_learned()
 
 
 def _is_dna_ref(ref: Any) -> bool:
@@ -141,6 +173,7 @@ def compare_many(
     calibration: Calibration | str | Path | None = None,
     null: Sequence[ModelLike] | None = None,
     progress: Progress | None = None,
+    learned: Any = True,
     **load_options: Any,
 ) -> list[Comparison]:
     """Compare one source with many targets, extracting the source's DNA once.
@@ -154,9 +187,12 @@ def compare_many(
         null: independently trained models of the source's recipe; when at least three are given
             their similarity to the source is the null instead of the calibration's.
         progress: called with a short message before each model is processed.
+        learned: the learned Model DNA whose classifier joins the evidence (see ``extract``);
+            False to decide on the training-free genes alone.
         **load_options: passed to ``progenitor.load`` for every model reference.
     """
     cal = calibration if isinstance(calibration, Calibration) else load_calibration(calibration)
+    bundle = _learned(learned)
     note = progress or (lambda _msg: None)
     note(f"source {source}")
     src = as_dna(source, probes=probes, access=access, **load_options)
@@ -180,8 +216,11 @@ def compare_many(
         tgt = other(ref)
         scores = score_genes(src, tgt, access)
         used = min(ACCESS_LEVELS.index(src.access), ACCESS_LEVELS.index(tgt.access))
+        learned_entry = None
+        if bundle is not None:
+            learned_entry = learned_evidence(bundle.assess(src, tgt), bundle.null_logits())
         results.append(decide(_name(source, src), _name(ref, tgt), ACCESS_LEVELS[used],
-                              scores, cal, alpha, custom))
+                              scores, cal, alpha, custom, learned_entry))
     return results
 
 

@@ -11,7 +11,15 @@ dependent. The verdict is
   is below ``5 * alpha`` (the evidence disagrees or is borderline),
 * ``unrelated`` otherwise.
 
-The probability is a calibrated map of the combined p-value (``Calibration.logistic``).
+When a learned Model DNA is available (``progenitor.learn``), its classifier's calibrated
+P(derived) joins the evidence as ``learned_dna``: its logit gets a p-value against the logits of
+independent pairs held out at training, it enters the combination like a gene, and its
+probability becomes the verdict's probability. If it then disagrees with the combined p-value
+(P >= 0.5 but p >= alpha, or P < 0.5 but p < alpha) the verdict is ``inconclusive``: for instance
+a pair whose genes match strongly but whose direction says the target is the ancestor.
+
+Without the learned part, the probability is a calibrated map of the combined p-value
+(``Calibration.logistic``).
 """
 
 from __future__ import annotations
@@ -97,6 +105,18 @@ def combined_p_value(evidence: dict[str, dict[str, Any]]) -> float | None:
     return cauchy_combination(ps) if ps else None
 
 
+def learned_evidence(learned: dict[str, Any], null_logits: list[float]) -> dict[str, Any]:
+    """The learned classifier's output as an evidence entry with a p-value against its null."""
+    entry = {k: round(float(v), 6) for k, v in learned.items()}
+    if len(null_logits) >= 3:
+        entry["p_value"] = float(f"{predictive_p_value(learned['logit'], null_logits):.6g}")
+        entry["null_n"] = len(null_logits)
+        entry["null_from"] = "learned DNA validation split (independent pairs)"
+    else:
+        entry["p_value"] = None
+    return entry
+
+
 def decide(
     source: str,
     target: str,
@@ -105,9 +125,12 @@ def decide(
     calibration: Calibration,
     alpha: float = DEFAULT_ALPHA,
     custom_null: dict[str, list[float]] | None = None,
+    learned: dict[str, Any] | None = None,
 ) -> Comparison:
-    """Turn gene scores into a Comparison (verdict, probability, p-value, evidence)."""
+    """Turn gene scores (and the learned classifier's output) into a Comparison."""
     evidence = gene_evidence(scores, calibration, custom_null)
+    if learned is not None:
+        evidence["learned_dna"] = learned
     p = combined_p_value(evidence)
     if p is None:
         return Comparison(source, target, "inconclusive", 0.5, None, access, {
@@ -116,10 +139,18 @@ def decide(
         })
     a, b = calibration.logistic
     probability = sigmoid(a + b * min(-math.log10(max(p, 1e-300)), 50.0))
+    if learned is not None:
+        probability = float(learned["probability"])
     significant = sorted((n for n, e in evidence.items() if (e.get("p_value") or 1.0) < alpha),
                          key=lambda n: evidence[n]["p_value"])
-    if p < alpha:
-        verdict: Verdict = "derived"
+    disagree = learned is not None and (probability >= 0.5) != (p < alpha)
+    if disagree:
+        verdict: Verdict = "inconclusive"
+        reason = (f"evidence disagrees: combined p-value {p:.3g} vs alpha {alpha}, learned "
+                  f"P(derived) {probability:.2f} (relation {learned['relation']:.2f}, "
+                  f"direction {learned['direction']:.2f})")
+    elif p < alpha:
+        verdict = "derived"
         reason = f"combined p-value {p:.3g} < alpha {alpha}"
     elif significant or p < INCONCLUSIVE_FACTOR * alpha:
         verdict = "inconclusive"

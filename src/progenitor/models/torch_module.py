@@ -104,26 +104,34 @@ class TorchModuleModel(Model):
             for name, mod in self.module.named_modules()
             if name and not list(mod.children()) and not isinstance(mod, _SKIP_FEATURES)
         ]
-        collected: dict[str, list[np.ndarray]] = {n: [] for n in names}
-        with torch.no_grad(), _hooks(self.module, names, collected):
+        collected: dict[str, list[np.ndarray]] = {}
+        calls: dict[str, int] = {}
+        with torch.no_grad(), _hooks(self.module, names, collected, calls):
             for x in self._batches(batch):
+                calls.clear()
                 self._run(x, tuple(x.shape[1:]))
         return {n: np.concatenate(v).astype(np.float32) for n, v in collected.items() if v}
 
 
 @contextlib.contextmanager
 def _hooks(
-    module: torch.nn.Module, names: list[str], sink: dict[str, list[np.ndarray]]
+    module: torch.nn.Module, names: list[str], sink: dict[str, list[np.ndarray]], calls: dict[str, int]
 ) -> Iterator[None]:
-    """Forward hooks on the named submodules that record flattened outputs; always removed."""
+    """Forward hooks on the named submodules that record flattened outputs; always removed.
+
+    A module called more than once per forward pass (one ReLU object reused) records each call
+    separately (``name``, ``name#2``, ...), counted per batch in ``calls``.
+    """
     handles = []
     modules = dict(module.named_modules())
     try:
         for name in names:
 
             def hook(_mod: torch.nn.Module, _inp: Any, out: Any, name: str = name) -> None:
+                calls[name] = calls.get(name, 0) + 1
+                key = name if calls[name] == 1 else f"{name}#{calls[name]}"
                 with contextlib.suppress(ProbeError):
-                    sink[name].append(_flatten_outputs(out).float().numpy())
+                    sink.setdefault(key, []).append(_flatten_outputs(out).float().numpy())
 
             handles.append(modules[name].register_forward_hook(hook))
         yield
