@@ -31,6 +31,8 @@ def test_cauchy_combination() -> None:
     assert 0 < cauchy_combination([1e-300, 1e-300]) < 1e-250
     with pytest.raises(ValueError):
         cauchy_combination([])
+    # a gene with no signal at all (p = 1) does not cancel another gene's strong evidence
+    assert cauchy_combination([1e-6, 1.0]) < 1e-5
 
 
 def test_fisher_z_clips() -> None:

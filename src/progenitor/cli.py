@@ -153,6 +153,96 @@ def genes() -> None:
         typer.echo(f"{gene.name:18} v{gene.version}  {gene.access:5}  {gene.description}")
 
 
+@app.command()
+def demo(
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="where to build the demo zoo")] = None,
+) -> None:
+    """Build a few small related and unrelated models, extract their DNA, compare, print verdicts."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from progenitor.demo import default_dir, run_demo
+    from progenitor.report import fmt_p
+
+    _err(f"building the smoke zoo in {out or default_dir()} (cached after the first run) ...")
+    rows = run_demo(out, progress=_err)
+    table = Table(title="progenitor demo: is TARGET derived from SOURCE?")
+    for column in ("source", "target", "truth", "verdict", "probability", "p-value", "right?"):
+        table.add_column(column)
+    for r in rows:
+        table.add_row(r["source"], r["target"], r["truth"], r["verdict"], f"{r['probability']:.3f}",
+                      fmt_p(r["p_value"]), "yes" if r["correct"] else "NO")
+    Console(width=None if sys.stdout.isatty() else 160).print(table)
+    right = sum(r["correct"] for r in rows)
+    typer.echo(f"{right}/{len(rows)} verdicts right (derived pairs 'derived', all others not)")
+
+
+zoo_app = typer.Typer(help="Build model families with known lineage (ground truth).", no_args_is_help=True)
+app.add_typer(zoo_app, name="zoo")
+
+
+@zoo_app.command("build")
+def zoo_build(
+    preset: Annotated[str, typer.Option(help="preset name (see `progenitor zoo list`) or a spec JSON file")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="the zoo folder")],
+) -> None:
+    """Build (or update: unchanged models are reused) a zoo into OUT."""
+    from progenitor.zoo import build_zoo
+
+    manifest = build_zoo(preset, out)
+    _err(f"{out}: {len(manifest['models'])} models, {len(manifest['pairs'])} labelled pairs")
+
+
+@zoo_app.command("list")
+def zoo_list() -> None:
+    """List the zoo presets."""
+    from progenitor.zoo import list_presets
+
+    for name, description in list_presets().items():
+        typer.echo(f"{name:10} {description}")
+
+
+@app.command()
+def train(
+    zoo: Annotated[Path, typer.Option(help="a built zoo (its train split trains, val selects)")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="folder for the trained Model DNA")],
+    epochs: Annotated[int, typer.Option(help="training epochs (full batch)")] = 300,
+    seed: Annotated[int, typer.Option(help="random seed")] = 0,
+    parts: Annotated[str, typer.Option(help="generator parts, comma-separated")] = "behaviour,weights,moments,data",
+) -> None:
+    """Train the learned Model DNA (generator + classifier) and the gene calibration on a zoo."""
+    import torch
+
+    from progenitor.learn.train import fit
+    from progenitor.zoo.dna_dataset import ZooDNA, calibrate_on_zoo
+
+    torch.set_num_threads(2)  # pinned: same seed and threads give the same weights
+    data = ZooDNA(zoo)
+    training = data.training_set(progress=lambda m: _err(f"extract {m}"))
+    config = {"epochs": epochs, "seed": seed, "parts": [p.strip() for p in parts.split(",") if p.strip()]}
+    bundle, metrics = fit(training, config, progress=lambda e, n, loss: _err(f"epoch {e}/{n} loss {loss:.4f}"))
+    bundle.config.update(zoo_name=data.manifest["name"], zoo_hash=data.zoo_hash, probe_hash=data.probes["sha256"],
+                         metrics=metrics, gene_versions={g: v for g, v in training.dnas[0].versions.items()},
+                         command=f"progenitor train --zoo ZOO --out OUT --epochs {epochs} --seed {seed} --parts {parts}")
+    bundle.save(out)
+    calibrate_on_zoo(data).save(out / "calibration.json")
+    _err(f"wrote {out} ({', '.join(f'{k}={v}' for k, v in metrics.items())})")
+
+
+@app.command("calibrate")
+def calibrate_cmd(
+    zoo: Annotated[Path, typer.Option(help="a built zoo")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="calibration JSON to write")],
+    split: Annotated[str, typer.Option(help="the split whose pairs calibrate")] = "train",
+) -> None:
+    """Fit the gene calibration (nulls of independent models, p -> probability) on a zoo split."""
+    from progenitor.zoo.dna_dataset import ZooDNA, calibrate_on_zoo
+
+    cal = calibrate_on_zoo(ZooDNA(zoo), split, progress=lambda m: _err(f"extract {m}"))
+    cal.save(out)
+    _err(f"wrote {out}: {cal.source}")
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point: run the app, turning ProgenitorErrors into one-line messages."""
     import click

@@ -9,6 +9,7 @@ import numpy as np
 from scipy import stats as _st
 
 _CLIP = 0.999999
+P_CAP = 0.99
 
 
 def fisher_z(similarity: float) -> float:
@@ -36,9 +37,11 @@ def cauchy_combination(p_values: Sequence[float]) -> float:
     """Combine p-values with the Cauchy combination test (Liu & Xie 2020), equal weights.
 
     Valid under arbitrary dependence between the tests in the tail that matters, which suits genes
-    measured on the same pair of models (Fisher's method would assume independence).
+    measured on the same pair of models (Fisher's method would assume independence). p-values
+    are capped at ``P_CAP``: near 1 the Cauchy transform runs to minus infinity and one gene with
+    no signal at all would cancel any other gene's evidence.
     """
-    p = np.clip(np.asarray(p_values, dtype=np.float64), 1e-300, 1 - 1e-16)
+    p = np.clip(np.asarray(p_values, dtype=np.float64), 1e-300, P_CAP)
     if p.size == 0:
         raise ValueError("no p-values to combine")
     # tan((0.5 - p) * pi) = 1 / tan(p * pi) avoids precision loss for tiny p.

@@ -14,7 +14,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from progenitor.api import extract
+from progenitor.api import extract, score_genes
+from progenitor.calibrate import calibrate
+from progenitor.calibration import Calibration
 from progenitor.dna import DNA, load_dna, save_dna
 from progenitor.errors import DNAFormatError, ProgenitorError
 from progenitor.genes import list_genes
@@ -121,15 +123,18 @@ class ZooDNA:
 
     def pairs(self, split: str, scheme: str = "family", modality: str | None = "image") -> list[LabelledPair]:
         """Labelled pairs of one split under a scheme (``family``, ``arch`` or ``kind``)."""
+        return [p for p in self.pairs_all(modality) if p.split.get(scheme) == split]
+
+    def pairs_unsplit(self, modality: str | None = "image") -> list[LabelledPair]:
+        """Pairs that belong to no split of the family scheme (across families of two splits)."""
+        return [p for p in self.pairs_all(modality) if p.split.get("family") is None]
+
+    def pairs_all(self, modality: str | None = "image") -> list[LabelledPair]:
+        """Every labelled pair among models of one modality."""
         ids = set(self.model_ids(modality))
-        out = []
-        for p in self.manifest["pairs"]:
-            if p["split"].get(scheme) != split or p["source"] not in ids or p["target"] not in ids:
-                continue
-            related = self.models[p["source"]]["family"] == self.models[p["target"]]["family"]
-            out.append(LabelledPair(p["source"], p["target"], bool(p["derived"]), self.kind_of(p),
-                                    p["split"], related))
-        return out
+        return [LabelledPair(p["source"], p["target"], bool(p["derived"]), self.kind_of(p), p["split"],
+                             self.models[p["source"]]["family"] == self.models[p["target"]]["family"])
+                for p in self.manifest["pairs"] if p["source"] in ids and p["target"] in ids]
 
     def training_set(self, scheme: str = "family", progress: Callable[[str], None] | None = None) -> TrainingSet:
         """DNAs and train/val pairs in the form ``progenitor.learn.train.fit`` takes."""
@@ -141,3 +146,23 @@ class ZooDNA:
             rows = [(index[p.source], index[p.target], p.derived, p.related) for p in self.pairs(split, scheme)]
             pairs[split] = Pairs.of(rows)
         return TrainingSet([dnas[i] for i in ids], [self.models[i]["family"] for i in ids], pairs)
+
+
+NULL_KINDS = ("same-arch-same-data-other-seed", "same-arch-other-data", "other-arch")
+
+
+def calibrate_on_zoo(zoo: ZooDNA, split: str = "train", scheme: str = "family",
+                     progress: Callable[[str], None] | None = None) -> Calibration:
+    """A Calibration from one split's pairs: derived pairs and independently trained negatives.
+
+    Siblings and cousins are left out of the null: they share an ancestor, so they are not
+    independent models. Same-architecture, same-data other-seed pairs dominate the null, as the
+    hardest negatives should.
+    """
+    pairs = [p for p in zoo.pairs(split, scheme) if p.derived or p.kind in NULL_KINDS]
+    zoo.dnas(sorted({p.source for p in pairs} | {p.target for p in pairs}), progress)
+    records = [({n: s.similarity for n, s in score_genes(zoo.dna(p.source), zoo.dna(p.target)).items()},
+                p.derived) for p in pairs]
+    negatives = sum(1 for _, d in records if not d)
+    return calibrate(records, f"zoo {zoo.manifest['name']} {zoo.zoo_hash[:12]}, {split} split: "
+                              f"{len(records) - negatives} derived and {negatives} independent pairs")
