@@ -67,6 +67,7 @@ def extract(
     if any(g.uses_probes for g in selected):
         probe_set = load_probes(probes, handle.input_spec)
     obs = Observation(handle, probe_set, sample)
+    obs.want_features = any(g.needs == "features" for g in selected)
     values, versions = {}, {}
     for gene in selected:
         try:

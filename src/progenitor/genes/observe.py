@@ -17,6 +17,8 @@ class Observation:
         self.model = model
         self.probes = probes
         self.data = data  # a sample of the model's training data, when the user gives one
+        # Set by extract when a gene will read features: outputs then come from the same pass.
+        self.want_features = False
         if probes is not None and model.can("forward"):
             check_fits(probes, model)
 
@@ -26,10 +28,18 @@ class Observation:
         return self.model.weights()
 
     @cached_property
+    def _outputs_and_features(self) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        assert self.probes is not None
+        return self.model.forward_and_features(self.probes.batch())
+
+    @cached_property
     def outputs(self) -> np.ndarray:
         """Outputs on the probe set (black-box)."""
         assert self.probes is not None
-        out = self.model.forward(self.probes.batch())
+        if self.want_features and self.model.can("features"):
+            out = self._outputs_and_features[0]
+        else:
+            out = self.model.forward(self.probes.batch())
         if out.shape[0] != len(self.probes):
             raise ValueError(f"{self.model.ref} gave {out.shape[0]} outputs for {len(self.probes)} probes")
         return out
@@ -38,4 +48,4 @@ class Observation:
     def features(self) -> dict[str, np.ndarray]:
         """Hidden activations on the probe set (gray-box)."""
         assert self.probes is not None
-        return self.model.features(self.probes.batch())
+        return self._outputs_and_features[1]

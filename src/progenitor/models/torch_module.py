@@ -96,8 +96,12 @@ class TorchModuleModel(Model):
 
     def features(self, batch: Batch) -> dict[str, np.ndarray]:
         """Outputs of every leaf module (but dropout/identity), via hooks removed afterwards."""
+        return self.forward_and_features(batch)[1]
+
+    def forward_and_features(self, batch: Batch) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        """Outputs and hidden features from one pass over the batch."""
         if "features" not in self.capabilities:
-            return super().features(batch)
+            return super().forward_and_features(batch)
         assert self.module is not None
         names = [
             name
@@ -106,11 +110,13 @@ class TorchModuleModel(Model):
         ]
         collected: dict[str, list[np.ndarray]] = {}
         calls: dict[str, int] = {}
+        outs = []
         with torch.no_grad(), _hooks(self.module, names, collected, calls):
             for x in self._batches(batch):
                 calls.clear()
-                self._run(x, tuple(x.shape[1:]))
-        return {n: np.concatenate(v).astype(np.float32) for n, v in collected.items() if v}
+                outs.append(_flatten_outputs(self._run(x, tuple(x.shape[1:]))).float().numpy())
+        feats = {n: np.concatenate(v).astype(np.float32) for n, v in collected.items() if v}
+        return np.concatenate(outs).astype(np.float32), feats
 
 
 @contextlib.contextmanager
