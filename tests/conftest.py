@@ -10,15 +10,15 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 sys.path.insert(0, str(Path(__file__).parent))  # the `families` helper module
 
-import numpy as np  # noqa: E402
-import pytest  # noqa: E402
-import torch  # noqa: E402
+import numpy as np
+import pytest
+import torch
 
 torch.set_num_threads(1)
 
 
 @pytest.fixture(scope="session")
-def family():  # noqa: ANN201
+def family():
     """Parent, derived children and independent same-recipe models (see families.py)."""
     import families
 
@@ -34,15 +34,18 @@ def probes_array() -> np.ndarray:
 
 
 @pytest.fixture(scope="session")
-def saved(family, tmp_path_factory):  # noqa: ANN001, ANN201
+def saved(family, tmp_path_factory):
     """The family saved to disk: parent as TorchScript/state dict/safetensors, others TorchScript."""
     from safetensors.torch import save_file
 
     root = tmp_path_factory.mktemp("family")
     x = torch.zeros(1, 1, 8, 8)
     paths = {}
-    for name, model in [("parent", family.parent), *family.children.items(),
-                        *((f"independent{i}", m) for i, m in enumerate(family.independents))]:
+    for name, model in [
+        ("parent", family.parent),
+        *family.children.items(),
+        *((f"independent{i}", m) for i, m in enumerate(family.independents)),
+    ]:
         path = root / f"{name}.pt"
         torch.jit.save(torch.jit.trace(model, x), path)
         paths[name] = path
@@ -53,3 +56,13 @@ def saved(family, tmp_path_factory):  # noqa: ANN001, ANN201
     np.save(root / "probes.npy", __import__("families").probes())
     paths["probes"] = root / "probes.npy"
     return paths
+
+
+@pytest.fixture(scope="session")
+def smoke_zoo(tmp_path_factory):
+    """The `smoke` zoo, built once per test session (seconds to a minute on 2 cores)."""
+    from progenitor.zoo import build_zoo
+
+    root = tmp_path_factory.mktemp("zoo-smoke")
+    build_zoo("smoke", root, progress=False)
+    return root

@@ -11,7 +11,7 @@ import pytest
 from progenitor.cli import main
 
 
-def run(capsys, *args: str) -> tuple[int, str, str]:  # noqa: ANN001
+def run(capsys, *args: str) -> tuple[int, str, str]:
     code = main([str(a) for a in args])
     out, err = capsys.readouterr()
     return code, out, err
@@ -19,8 +19,17 @@ def run(capsys, *args: str) -> tuple[int, str, str]:  # noqa: ANN001
 
 def test_compare_json_contract(capsys, saved) -> None:
     null = [a for i in range(4) for a in ("--null", saved[f"independent{i}"])]
-    code, out, err = run(capsys, "compare", saved["parent"], saved["noised"], saved["independent5"],
-                         "--probes", saved["probes"], "--json", *null)
+    code, out, err = run(
+        capsys,
+        "compare",
+        saved["parent"],
+        saved["noised"],
+        saved["independent5"],
+        "--probes",
+        saved["probes"],
+        "--json",
+        *null,
+    )
     assert code == 0
     data = json.loads(out)  # exactly one JSON document on stdout
     assert isinstance(data, list) and len(data) == 2
@@ -35,15 +44,15 @@ def test_compare_json_contract(capsys, saved) -> None:
 
 def test_compare_table_and_report(capsys, saved, tmp_path) -> None:
     report = tmp_path / "r.html"
-    code, out, _ = run(capsys, "compare", saved["parent"], saved["permuted"], "--probes",
-                       saved["probes"], "--report", report)
+    code, out, _ = run(
+        capsys, "compare", saved["parent"], saved["permuted"], "--probes", saved["probes"], "--report", report
+    )
     assert code == 0 and "derived" in out and "permuted" in out
     assert "weight_sketch" in report.read_text()
 
 
 def test_dna_then_inspect_then_compare(capsys, saved, tmp_path) -> None:
-    code, _, err = run(capsys, "dna", saved["parent"], saved["pruned-50"], "-o", tmp_path,
-                       "--probes", saved["probes"])
+    code, _, err = run(capsys, "dna", saved["parent"], saved["pruned-50"], "-o", tmp_path, "--probes", saved["probes"])
     assert code == 0, err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["parent.dna", "pruned-50.dna"]
     code, out, _ = run(capsys, "inspect", tmp_path / "parent.dna")
@@ -70,8 +79,13 @@ def test_bad_input_one_line_error(capsys, saved, tmp_path, args, message) -> Non
     (tmp_path / "bad.dna").write_bytes(b"nonsense")
     (tmp_path / "probes.txt").write_text("a text probe\nanother\n")
     (tmp_path / "junk.xyz").write_text("?")
-    values = {"bad_dna": tmp_path / "bad.dna", "parent": saved["parent"], "text": tmp_path / "probes.txt",
-              "junk": tmp_path / "junk.xyz", "out": tmp_path / "out"}
+    values = {
+        "bad_dna": tmp_path / "bad.dna",
+        "parent": saved["parent"],
+        "text": tmp_path / "probes.txt",
+        "junk": tmp_path / "junk.xyz",
+        "out": tmp_path / "out",
+    }
     code, out, err = run(capsys, *[a.format(**values) for a in args])
     assert code == 2 and out == ""
     lines = err.strip().splitlines()
@@ -80,9 +94,13 @@ def test_bad_input_one_line_error(capsys, saved, tmp_path, args, message) -> Non
     assert not (tmp_path / "out").exists()  # nothing half-written
 
 
-def test_debug_shows_traceback(saved) -> None:
-    proc = subprocess.run([sys.executable, "-m", "progenitor.cli", "--debug", "inspect", "nope.dna"],
-                          capture_output=True, text=True, check=False)
+def test_debug_shows_traceback() -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "progenitor.cli", "--debug", "inspect", "nope.dna"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert proc.returncode != 0 and "Traceback" in proc.stderr
 
 

@@ -11,7 +11,7 @@ CHILDREN = ["fine-tuned", "pruned-50", "noised", "permuted"]
 
 
 @pytest.fixture(scope="module")
-def results(saved):  # noqa: ANN001, ANN201
+def results(saved):
     """The parent against every child and held-out independents, with a null of 4 other seeds."""
     null = [saved[f"independent{i}"] for i in range(4)]
     targets = [saved[c] for c in CHILDREN] + [saved["independent4"], saved["independent5"]]
@@ -51,8 +51,7 @@ def test_black_box_access_only(saved) -> None:
 def test_in_process_modules_and_dna_objects(family, probes_array) -> None:
     src = pg.extract(pg.load(family.parent, input_shape=(1, 8, 8)), probes=probes_array)
     null = [pg.load(m, input_shape=(1, 8, 8)) for m in family.independents[:4]]
-    r = pg.compare(src, pg.load(family.children["fine-tuned"], input_shape=(1, 8, 8)),
-                   probes=probes_array, null=null)
+    r = pg.compare(src, pg.load(family.children["fine-tuned"], input_shape=(1, 8, 8)), probes=probes_array, null=null)
     assert r.verdict == "derived"
     assert set(r.evidence["genes"]) == {"weight_sketch", "output_geometry", "feature_cka"}
 
@@ -64,7 +63,7 @@ def test_weights_only_source_against_torchscript(saved) -> None:
     assert r.verdict == "derived"
 
 
-def test_without_any_calibrated_null_is_inconclusive(saved, tmp_path) -> None:
+def test_without_any_calibrated_null_is_inconclusive(saved) -> None:
     empty = pg.Calibration({}, (0.0, 1.0), "empty")
     r = pg.compare(saved["parent"], saved["noised"], probes=saved["probes"], calibration=empty)
     assert r.verdict == "inconclusive" and r.p_value is None
@@ -83,14 +82,21 @@ def test_compare_json_shape(results) -> None:
 
 
 @pytest.fixture(scope="module")
-def int8_onnx(family, tmp_path_factory):  # noqa: ANN001, ANN201
+def int8_onnx(family, tmp_path_factory):
     """The parent exported to ONNX and quantized to int8 weights by onnxruntime."""
     import torch
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     root = tmp_path_factory.mktemp("onnx")
-    torch.onnx.export(family.parent, (torch.zeros(1, 1, 8, 8),), root / "fp32.onnx", dynamo=False,
-                      input_names=["x"], output_names=["y"], dynamic_axes={"x": {0: "n"}, "y": {0: "n"}})
+    torch.onnx.export(
+        family.parent,
+        (torch.zeros(1, 1, 8, 8),),
+        root / "fp32.onnx",
+        dynamo=False,
+        input_names=["x"],
+        output_names=["y"],
+        dynamic_axes={"x": {0: "n"}, "y": {0: "n"}},
+    )
     quantize_dynamic(root / "fp32.onnx", root / "int8.onnx", weight_type=QuantType.QInt8)
     return root / "int8.onnx"
 

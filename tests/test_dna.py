@@ -13,7 +13,7 @@ from progenitor.errors import DNAFormatError, IncomparableError
 
 
 @pytest.fixture(scope="module")
-def dna(saved):  # noqa: ANN001, ANN201
+def dna(saved):
     return pg.extract(saved["state"], probes=saved["probes"], arch="families:small_cnn")
 
 
@@ -30,7 +30,7 @@ def test_round_trip(tmp_path, dna) -> None:
     assert _to_bytes(back) == _to_bytes(dna)  # byte-identical rewrite
 
 
-def test_size_bound(tmp_path, dna, saved) -> None:
+def test_size_bound(tmp_path, dna) -> None:
     """A DNA stays compact: under MAX_DNA_BYTES, and for this model far smaller than its weights."""
     size = pg.save_dna(dna, tmp_path / "a.dna").stat().st_size
     weights_bytes = 4 * dna.model["n_params"]
@@ -74,7 +74,7 @@ def test_write_is_atomic(tmp_path, dna, monkeypatch) -> None:
     path = pg.save_dna(dna, tmp_path / "a.dna")
     before = path.read_bytes()
 
-    def boom(*_a, **_k):  # noqa: ANN002, ANN003, ANN202
+    def boom(*_a, **_k):
         raise OSError("disk full")
 
     monkeypatch.setattr("os.fsync", boom)

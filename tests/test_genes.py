@@ -12,7 +12,7 @@ from progenitor.genes.weights import Layer, pair_layers, sketch_layers
 
 
 @pytest.fixture(scope="module")
-def observations(family, probes_array):  # noqa: ANN001, ANN201
+def observations(family, probes_array):
     import families
 
     probes = pg.load_probes(probes_array)
@@ -21,8 +21,11 @@ def observations(family, probes_array):  # noqa: ANN001, ANN201
     def obs(m: torch.nn.Module) -> Observation:
         return Observation(pg.load(m, input_shape=(1, 8, 8)), probes, sample)
 
-    return {"parent": obs(family.parent), "permuted": obs(family.children["permuted"]),
-            "independent": obs(family.independents[0])}
+    return {
+        "parent": obs(family.parent),
+        "permuted": obs(family.children["permuted"]),
+        "independent": obs(family.independents[0]),
+    }
 
 
 @pytest.mark.parametrize("gene", list_genes(), ids=lambda g: g.name)
@@ -55,11 +58,19 @@ def test_weight_sketch_transposed_and_scaled_rows(family) -> None:
 
 
 def test_pair_layers_explicit() -> None:
-    a = [Layer("c1", "conv", 16, (1, 9), 0.0), Layer("c2", "conv", 32, (16, 9), 0.33),
-         Layer("f1", "dense", 64, (512, 1), 0.67), Layer("f2", "dense", 10, (64, 1), 1.0)]
+    a = [
+        Layer("c1", "conv", 16, (1, 9), 0.0),
+        Layer("c2", "conv", 32, (16, 9), 0.33),
+        Layer("f1", "dense", 64, (512, 1), 0.67),
+        Layer("f2", "dense", 10, (64, 1), 1.0),
+    ]
     # target: new head with 5 classes, conv2 structurally pruned to 24 channels
-    b = [Layer("x1", "conv", 16, (1, 9), 0.0), Layer("x2", "conv", 24, (16, 9), 0.33),
-         Layer("y1", "dense", 64, (384, 1), 0.67), Layer("y2", "dense", 5, (64, 1), 1.0)]
+    b = [
+        Layer("x1", "conv", 16, (1, 9), 0.0),
+        Layer("x2", "conv", 24, (16, 9), 0.33),
+        Layer("y1", "dense", 64, (384, 1), 0.67),
+        Layer("y2", "dense", 5, (64, 1), 1.0),
+    ]
     assert pair_layers(a, b) == [(0, 0), (1, 1), (2, 2), (3, 3)]
     # kinds never mix; a lone dense layer pairs with the dense layer nearest in depth
     c = [Layer("only", "dense", 10, (64, 1), 1.0)]
@@ -103,6 +114,5 @@ def test_training_data_gene(family, probes_array) -> None:
     other = gene.compare(a.genes["training_data"], c.genes["training_data"]).similarity
     assert same > 0.9 and other < same - 0.1
     texts = ["a good film", "a bad film", "the river at night"]
-    t = gene.extract(Observation(pg.load(lambda x: np.zeros((len(x), 2)), text=True), None,
-                                 pg.load_probes(texts)))
+    t = gene.extract(Observation(pg.load(lambda x: np.zeros((len(x), 2)), text=True), None, pg.load_probes(texts)))
     assert t.arrays["mean"].shape == (128,) and t.meta["kind"] == "text"

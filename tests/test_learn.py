@@ -94,14 +94,17 @@ def test_generator_output_is_unit_and_ignores_absent_blocks() -> None:
 
 
 @pytest.fixture(scope="module")
-def trained(family, probes_array, tmp_path_factory):  # noqa: ANN001, ANN201
+def trained(family, probes_array, tmp_path_factory):
     """A tiny LearnedDNA fitted on the digits family: two parents' lineages vs independents."""
     import families
 
     models = [family.parent, *family.children.values(), *family.independents]
     fams = ["p"] * 5 + [f"i{i}" for i in range(len(family.independents))]
     for i in (0, 1):  # children of two independents, so more than one family has derived pairs
-        models += [families.fine_tuned(family.independents[i], seed=60 + i), families.noised(family.independents[i], 0.1)]
+        models += [
+            families.fine_tuned(family.independents[i], seed=60 + i),
+            families.noised(family.independents[i], 0.1),
+        ]
         fams += [f"i{i}", f"i{i}"]
     dnas = [pg.extract(m, probes=probes_array, input_shape=(1, 8, 8), learned=False) for m in models]
     rows = [(0, c, True, True) for c in range(1, 5)] + [(5, 11, True, True), (5, 12, True, True)]

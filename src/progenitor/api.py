@@ -60,9 +60,11 @@ def extract(
     handle = load(model, **load_options)
     level = _level(handle.access, access)
     sample = None if data is None else load_probes(data, handle.input_spec)
-    selected = [g for g in list_genes(level)
-                if (handle.can(g.needs) or (g.needs == "data" and sample is not None))
-                and (genes is None or g.name in genes)]
+    selected = [
+        g
+        for g in list_genes(level)
+        if (handle.can(g.needs) or (g.needs == "data" and sample is not None)) and (genes is None or g.name in genes)
+    ]
     probe_set = None
     if any(g.uses_probes for g in selected):
         probe_set = load_probes(probes, handle.input_spec)
@@ -153,8 +155,11 @@ def score_genes(source: DNA, target: DNA, access: str | None = None) -> dict[str
     level = min(ACCESS_LEVELS.index(source.access), ACCESS_LEVELS.index(target.access))
     if access is not None and access != "auto":
         level = min(level, ACCESS_LEVELS.index(access))
-    shared = [n for n in source.genes if n in target.genes
-              and ACCESS_LEVELS.index(get_gene(n).access) <= level and get_gene(n).role == "lineage"]
+    shared = [
+        n
+        for n in source.genes
+        if n in target.genes and ACCESS_LEVELS.index(get_gene(n).access) <= level and get_gene(n).role == "lineage"
+    ]
     check_comparable(source, target, shared)
     scores = {}
     for name in shared:
@@ -201,8 +206,7 @@ def compare_many(
     def other(ref: ModelLike) -> DNA:
         if isinstance(ref, DNA) or _is_dna_ref(ref):
             return as_dna(ref)
-        return as_dna(ref, probes=_probes_like(src, probes), access=access, genes=list(src.genes),
-                      **load_options)
+        return as_dna(ref, probes=_probes_like(src, probes), access=access, genes=list(src.genes), **load_options)
 
     custom = None
     if null:
@@ -220,8 +224,9 @@ def compare_many(
         learned_entry = None
         if bundle is not None:
             learned_entry = learned_evidence(bundle.assess(src, tgt), bundle.null_logits())
-        results.append(decide(_name(source, src), _name(ref, tgt), ACCESS_LEVELS[used],
-                              scores, cal, alpha, custom, learned_entry))
+        results.append(
+            decide(_name(source, src), _name(ref, tgt), ACCESS_LEVELS[used], scores, cal, alpha, custom, learned_entry)
+        )
     return results
 
 

@@ -14,8 +14,11 @@ from progenitor.stats import cauchy_combination, fisher_z, predictive_p_value
 
 def combined_p(similarities: dict[str, float], calibration: Calibration) -> float | None:
     """The verdict's combined p-value for raw gene similarities under ``calibration``."""
-    ps = [predictive_p_value(fisher_z(s), calibration.genes[n].null)
-          for n, s in similarities.items() if n in calibration.genes]
+    ps = [
+        predictive_p_value(fisher_z(s), calibration.genes[n].null)
+        for n, s in similarities.items()
+        if n in calibration.genes
+    ]
     return cauchy_combination(ps) if ps else None
 
 

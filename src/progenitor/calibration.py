@@ -48,8 +48,14 @@ class Calibration:
             "calibration_version": CALIBRATION_VERSION,
             "source": self.source,
             "logistic": list(self.logistic),
-            "genes": {n: {"version": g.version, "null": [round(v, 5) for v in g.null],
-                          "derived": [round(v, 5) for v in g.derived]} for n, g in self.genes.items()},
+            "genes": {
+                n: {
+                    "version": g.version,
+                    "null": [round(v, 5) for v in g.null],
+                    "derived": [round(v, 5) for v in g.derived],
+                }
+                for n, g in self.genes.items()
+            },
         }
 
     def save(self, path: str | Path) -> Path:
@@ -73,8 +79,9 @@ def load_calibration(path: str | Path | None = None) -> Calibration:
         raise ProgenitorError(f"calibration {path or DEFAULT_NAME} cannot be read ({exc})") from exc
     if raw.get("calibration_version") != CALIBRATION_VERSION:
         raise ProgenitorError(f"{where}: calibration version {raw.get('calibration_version')} unknown")
-    genes = {n: GeneNull(int(g["version"]), list(g["null"]), list(g.get("derived", [])))
-             for n, g in raw["genes"].items()}
+    genes = {
+        n: GeneNull(int(g["version"]), list(g["null"]), list(g.get("derived", []))) for n, g in raw["genes"].items()
+    }
     a, b = raw.get("logistic", [0.0, 1.0])
     return Calibration(genes, (float(a), float(b)), raw.get("source", where))
 

@@ -25,7 +25,9 @@ app = typer.Typer(
 
 ProbesOpt = Annotated[str | None, typer.Option("--probes", help="probe set: .npy, image folder, text file, or preset")]
 AccessOpt = Annotated[str, typer.Option("--access", help="auto, white, gray or black")]
-ArchOpt = Annotated[str | None, typer.Option("--arch", help="module:callable building the architecture for state dicts")]
+ArchOpt = Annotated[
+    str | None, typer.Option("--arch", help="module:callable building the architecture for state dicts")
+]
 ShapeOpt = Annotated[str | None, typer.Option("--input-shape", help="per-sample input shape, e.g. 1,28,28")]
 
 
@@ -76,7 +78,10 @@ def compare(
     as_json: Annotated[bool, typer.Option("--json", help="print one JSON array on stdout")] = False,
     report: Annotated[Path | None, typer.Option("--report", help="also write an HTML report")] = None,
     alpha: Annotated[float, typer.Option(help="accepted false-positive rate on independent models")] = 0.01,
-    null: Annotated[list[str] | None, typer.Option("--null", help="an independently trained model of the source's recipe (repeat, 3+)")] = None,
+    null: Annotated[
+        list[str] | None,
+        typer.Option("--null", help="an independently trained model of the source's recipe (repeat, 3+)"),
+    ] = None,
     calibration: Annotated[Path | None, typer.Option(help="calibration JSON (default: shipped)")] = None,
     arch: ArchOpt = None,
     input_shape: ShapeOpt = None,
@@ -89,8 +94,15 @@ def compare(
     if not 0 < alpha < 1:
         raise ProgenitorError(f"--alpha must be between 0 and 1, not {alpha}")
     results = compare_many(
-        source, targets, probes=probes, access=access, alpha=alpha, calibration=calibration,
-        null=null or None, progress=lambda m: _err(f"... {m}"), **_load_options(arch, input_shape),
+        source,
+        targets,
+        probes=probes,
+        access=access,
+        alpha=alpha,
+        calibration=calibration,
+        null=null or None,
+        progress=lambda m: _err(f"... {m}"),
+        **_load_options(arch, input_shape),
     )
     if report is not None:
         write_atomic(report, html_report(results))
@@ -170,8 +182,15 @@ def demo(
     for column in ("source", "target", "truth", "verdict", "probability", "p-value", "right?"):
         table.add_column(column)
     for r in rows:
-        table.add_row(r["source"], r["target"], r["truth"], r["verdict"], f"{r['probability']:.3f}",
-                      fmt_p(r["p_value"]), "yes" if r["correct"] else "NO")
+        table.add_row(
+            r["source"],
+            r["target"],
+            r["truth"],
+            r["verdict"],
+            f"{r['probability']:.3f}",
+            fmt_p(r["p_value"]),
+            "yes" if r["correct"] else "NO",
+        )
     Console(width=None if sys.stdout.isatty() else 160).print(table)
     right = sum(r["correct"] for r in rows)
     typer.echo(f"{right}/{len(rows)} verdicts right (derived pairs 'derived', all others not)")
@@ -221,9 +240,14 @@ def train(
     training = data.training_set(progress=lambda m: _err(f"extract {m}"))
     config = {"epochs": epochs, "seed": seed, "parts": [p.strip() for p in parts.split(",") if p.strip()]}
     bundle, metrics = fit(training, config, progress=lambda e, n, loss: _err(f"epoch {e}/{n} loss {loss:.4f}"))
-    bundle.config.update(zoo_name=data.manifest["name"], zoo_hash=data.zoo_hash, probe_hash=data.probes["sha256"],
-                         metrics=metrics, gene_versions={g: v for g, v in training.dnas[0].versions.items()},
-                         command=f"progenitor train --zoo ZOO --out OUT --epochs {epochs} --seed {seed} --parts {parts}")
+    bundle.config.update(
+        zoo_name=data.manifest["name"],
+        zoo_hash=data.zoo_hash,
+        probe_hash=data.probes["sha256"],
+        metrics=metrics,
+        gene_versions=dict(training.dnas[0].versions.items()),
+        command=f"progenitor train --zoo ZOO --out OUT --epochs {epochs} --seed {seed} --parts {parts}",
+    )
     bundle.save(out)
     calibrate_on_zoo(data).save(out / "calibration.json")
     _err(f"wrote {out} ({', '.join(f'{k}={v}' for k, v in metrics.items())})")

@@ -39,8 +39,15 @@ def run_demo(out: Path | None = None, progress: Callable[[str], None] | None = N
         results = compare_many(zoo.dna(source), [zoo.dna(t) for t in targets])
         for target, r in zip(targets, results, strict=True):
             label = truth[(source, target)]
-            rows.append({"source": source, "target": target, "truth": label, "verdict": r.verdict,
-                         "probability": r.probability, "p_value": r.p_value,
-                         "correct": (r.verdict == "derived") == (label == "derived")})
+            rows.append(
+                {
+                    "source": source,
+                    "target": target,
+                    "truth": label,
+                    "verdict": r.verdict,
+                    "probability": r.probability,
+                    "p_value": r.p_value,
+                    "correct": (r.verdict == "derived") == (label == "derived"),
+                }
+            )
     return rows
-

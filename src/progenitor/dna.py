@@ -75,8 +75,9 @@ class DNA:
             "model": self.model,
             "access": self.access,
             "probes": self.probes,
-            "genes": {n: {"version": self.versions[n], "bytes": g.nbytes(), **_short(g.meta)}
-                      for n, g in self.genes.items()},
+            "genes": {
+                n: {"version": self.versions[n], "bytes": g.nbytes(), **_short(g.meta)} for n, g in self.genes.items()
+            },
             "vector": None if self.vector is None else {"dim": int(self.vector.size), **(self.vector_spec or {})},
             "payload_bytes": self.nbytes(),
         }
@@ -194,8 +195,7 @@ def load_dna(path: str | Path) -> DNA:
     if version not in _READERS:
         known = ", ".join(map(str, sorted(_READERS)))
         raise DNAFormatError(
-            f"{path}: DNA format version {version} is unknown to this release (reads {known}); "
-            "upgrade progenitor"
+            f"{path}: DNA format version {version} is unknown to this release (reads {known}); upgrade progenitor"
         )
     if hashlib.sha256(body).digest() != digest:
         raise DNAFormatError(f"{path}: DNA file is corrupt or truncated (checksum mismatch)")

@@ -61,8 +61,13 @@ class ProbeSet:
 
     def info(self) -> dict[str, object]:
         """What a DNA records about its probes."""
-        return {"name": self.name, "hash": self.hash, "n": len(self), "kind": self.kind,
-                "shape": list(self.sample_shape) if self.sample_shape else None}
+        return {
+            "name": self.name,
+            "hash": self.hash,
+            "n": len(self),
+            "kind": self.kind,
+            "shape": list(self.sample_shape) if self.sample_shape else None,
+        }
 
 
 def from_array(array: np.ndarray, name: str = "array") -> ProbeSet:
@@ -91,10 +96,10 @@ def from_texts(texts: Sequence[str], name: str = "texts") -> ProbeSet:
 _PRESETS: dict[str, tuple[str, Callable[[tuple[int, ...] | None, int], ProbeSet]]] = {}
 
 
-def register_preset(name: str, description: str):  # noqa: ANN201 - decorator
+def register_preset(name: str, description: str):
     """Register ``fn(shape, n) -> ProbeSet`` as a named preset."""
 
-    def decorate(fn: Callable[[tuple[int, ...] | None, int], ProbeSet]):  # noqa: ANN202
+    def decorate(fn: Callable[[tuple[int, ...] | None, int], ProbeSet]):
         _PRESETS[name] = (description, fn)
         return fn
 
@@ -118,11 +123,49 @@ def _smooth_noise(shape: tuple[int, ...] | None, n: int) -> ProbeSet:
     return ProbeSet(f"smooth-noise:{n}", "tensor", x.astype(np.float32))
 
 
-_WORDS = (
-    "the a model river quiet bright data city learns slowly music old new light stone reads "
-    "about under paper market green small large garden train story winter because night "
-    "between history simple clear film great bad strange friend science open cold"
-).split()
+_WORDS = [
+    "the",
+    "a",
+    "model",
+    "river",
+    "quiet",
+    "bright",
+    "data",
+    "city",
+    "learns",
+    "slowly",
+    "music",
+    "old",
+    "new",
+    "light",
+    "stone",
+    "reads",
+    "about",
+    "under",
+    "paper",
+    "market",
+    "green",
+    "small",
+    "large",
+    "garden",
+    "train",
+    "story",
+    "winter",
+    "because",
+    "night",
+    "between",
+    "history",
+    "simple",
+    "clear",
+    "film",
+    "great",
+    "bad",
+    "strange",
+    "friend",
+    "science",
+    "open",
+    "cold",
+]
 
 
 @register_preset("sentences", "seeded pseudo-sentences from a fixed English word list")

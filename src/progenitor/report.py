@@ -21,8 +21,14 @@ def fmt_p(p: float | None) -> str:
 def table_rows(results: Sequence[Comparison]) -> list[list[str]]:
     """One row per comparison: target, verdict, probability, p-value, access, deciding genes."""
     return [
-        [r.target, r.verdict, f"{r.probability:.3f}", fmt_p(r.p_value), r.access,
-         ", ".join(r.evidence.get("decided_by", [])) or "-"]
+        [
+            r.target,
+            r.verdict,
+            f"{r.probability:.3f}",
+            fmt_p(r.p_value),
+            r.access,
+            ", ".join(r.evidence.get("decided_by", [])) or "-",
+        ]
         for r in results
     ]
 
@@ -42,12 +48,17 @@ def html_report(results: Sequence[Comparison]) -> str:
             f"<b style='color:{colour}'>{r.verdict}</b>, probability {r.probability:.3f}, "
             f"p-value {fmt_p(r.p_value)}, access {r.access}. {html.escape(r.evidence.get('reason', ''))}</p>"
         )
-        parts.append("<table><tr><th>gene</th><th>similarity</th><th>z</th><th>null mean z (n)</th>"
-                     "<th>p-value</th></tr>")
+        parts.append(
+            "<table><tr><th>gene</th><th>similarity</th><th>z</th><th>null mean z (n)</th><th>p-value</th></tr>"
+        )
         for name, e in r.evidence.get("genes", {}).items():
             null = f"{e['null_mean_z']} ({e['null_n']})" if "null_mean_z" in e else "-"
-            parts.append(f"<tr><td>{html.escape(name)}</td><td>{e['similarity']}</td><td>{e['z']}</td>"
-                         f"<td>{null}</td><td>{fmt_p(e.get('p_value'))}</td></tr>")
-        parts.append("</table><details><summary>raw evidence</summary><pre>"
-                     f"{html.escape(json.dumps(r.evidence, indent=1))}</pre></details>")
+            parts.append(
+                f"<tr><td>{html.escape(name)}</td><td>{e['similarity']}</td><td>{e['z']}</td>"
+                f"<td>{null}</td><td>{fmt_p(e.get('p_value'))}</td></tr>"
+            )
+        parts.append(
+            "</table><details><summary>raw evidence</summary><pre>"
+            f"{html.escape(json.dumps(r.evidence, indent=1))}</pre></details>"
+        )
     return "\n".join(parts) + "\n"

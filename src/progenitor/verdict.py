@@ -133,36 +133,60 @@ def decide(
         evidence["learned_dna"] = learned
     p = combined_p_value(evidence)
     if p is None:
-        return Comparison(source, target, "inconclusive", 0.5, None, access, {
-            "genes": evidence, "decided_by": [], "alpha": alpha,
-            "reason": "no gene with a calibrated null could be measured on both models",
-        })
+        return Comparison(
+            source,
+            target,
+            "inconclusive",
+            0.5,
+            None,
+            access,
+            {
+                "genes": evidence,
+                "decided_by": [],
+                "alpha": alpha,
+                "reason": "no gene with a calibrated null could be measured on both models",
+            },
+        )
     a, b = calibration.logistic
     probability = sigmoid(a + b * min(-math.log10(max(p, 1e-300)), 50.0))
     if learned is not None:
         probability = float(learned["probability"])
-    significant = sorted((n for n, e in evidence.items() if (e.get("p_value") or 1.0) < alpha),
-                         key=lambda n: evidence[n]["p_value"])
+    significant = sorted(
+        (n for n, e in evidence.items() if (e.get("p_value") or 1.0) < alpha), key=lambda n: evidence[n]["p_value"]
+    )
     disagree = learned is not None and (probability >= 0.5) != (p < alpha)
     if disagree:
         verdict: Verdict = "inconclusive"
-        reason = (f"evidence disagrees: combined p-value {p:.3g} vs alpha {alpha}, learned "
-                  f"P(derived) {probability:.2f} (relation {learned['relation']:.2f}, "
-                  f"direction {learned['direction']:.2f})")
+        reason = (
+            f"evidence disagrees: combined p-value {p:.3g} vs alpha {alpha}, learned "
+            f"P(derived) {probability:.2f} (relation {learned['relation']:.2f}, "
+            f"direction {learned['direction']:.2f})"
+        )
     elif p < alpha:
         verdict = "derived"
         reason = f"combined p-value {p:.3g} < alpha {alpha}"
     elif significant or p < INCONCLUSIVE_FACTOR * alpha:
         verdict = "inconclusive"
-        reason = (f"genes disagree: {', '.join(significant)} below alpha alone, combined p {p:.3g}"
-                  if significant else f"borderline: combined p {p:.3g} < {INCONCLUSIVE_FACTOR * alpha:g}")
+        reason = (
+            f"genes disagree: {', '.join(significant)} below alpha alone, combined p {p:.3g}"
+            if significant
+            else f"borderline: combined p {p:.3g} < {INCONCLUSIVE_FACTOR * alpha:g}"
+        )
     else:
         verdict = "unrelated"
         reason = f"combined p-value {p:.3g} >= alpha {alpha}: like independently trained models"
-    return Comparison(source, target, verdict, probability, p, access, {
-        "genes": evidence,
-        "decided_by": significant,
-        "alpha": alpha,
-        "reason": reason,
-        "calibration": calibration.source,
-    })
+    return Comparison(
+        source,
+        target,
+        verdict,
+        probability,
+        p,
+        access,
+        {
+            "genes": evidence,
+            "decided_by": significant,
+            "alpha": alpha,
+            "reason": reason,
+            "calibration": calibration.source,
+        },
+    )

@@ -10,6 +10,7 @@ the training-free verdict; the learned DNA combines it with behaviour.
 
 from __future__ import annotations
 
+import itertools
 import zlib
 from typing import ClassVar
 
@@ -37,7 +38,7 @@ def encode_texts(texts: list[str] | tuple[str, ...]) -> np.ndarray:
     counts = np.zeros((len(texts), HASH_BUCKETS), dtype=np.float32)
     for row, text in enumerate(texts):
         words = text.lower().split()
-        for token in words + [f"{a} {b}" for a, b in zip(words, words[1:], strict=False)]:
+        for token in words + [f"{a} {b}" for a, b in itertools.pairwise(words)]:
             h = zlib.crc32(token.encode())
             counts[row, h % HASH_BUCKETS] += 1.0 if (h >> 31) & 1 else -1.0
     proj = seeded_gaussian(HASH_BUCKETS, FEATURES, "data-text") / np.sqrt(HASH_BUCKETS)

@@ -54,8 +54,7 @@ class FeatureCKA(Gene):
         if not feats:
             raise GeneNotApplicable("no hidden features")
         picks = np.unique(np.linspace(0, len(feats) - 1, min(MAX_LAYERS, len(feats))).round().astype(int))
-        arrays = {f"kernel{i}": upper_triangle(centred_kernel(feats[p][1]), diagonal=True)
-                  for i, p in enumerate(picks)}
+        arrays = {f"kernel{i}": upper_triangle(centred_kernel(feats[p][1]), diagonal=True) for i, p in enumerate(picks)}
         return GeneValue(arrays, {"layers": [feats[p][0] for p in picks], "n": len(feats[0][1])})
 
     def compare(self, a: GeneValue, b: GeneValue) -> GeneScore:
@@ -68,6 +67,10 @@ class FeatureCKA(Gene):
         best = cka.max(axis=1)
         return GeneScore(
             float(best.mean()),
-            {"layers": [{"source": a.meta["layers"][i], "target": b.meta["layers"][int(j)],
-                         "cka": round(float(best[i]), 4)} for i, j in enumerate(cka.argmax(axis=1))]},
+            {
+                "layers": [
+                    {"source": a.meta["layers"][i], "target": b.meta["layers"][int(j)], "cka": round(float(best[i]), 4)}
+                    for i, j in enumerate(cka.argmax(axis=1))
+                ]
+            },
         )

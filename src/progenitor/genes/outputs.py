@@ -24,10 +24,9 @@ MAX_PROBES = 256
 def output_geometry(outputs: np.ndarray) -> np.ndarray:
     """Upper triangle of the probe x probe cosine matrix of centred outputs."""
     y = outputs[:MAX_PROBES].astype(np.float64)
-    if y.shape[1] > 1:
-        y = y - y.mean(axis=1, keepdims=True)
-    else:  # a single output (regression, a score): geometry of the values across probes
-        y = y - y.mean()
+    # Centre each output vector (softmax ignores a constant shift); a single output (a score)
+    # is centred across probes instead.
+    y = y - y.mean(axis=1, keepdims=True) if y.shape[1] > 1 else y - y.mean()
     z = normalize_rows(y)
     return upper_triangle(z @ z.T)
 

@@ -130,15 +130,23 @@ class WeightSketch(Gene):
             raise GeneNotApplicable("no weight matrices of compatible kind to pair")
         scores = [correlation(a.arrays[f"gram{i}"], b.arrays[f"gram{j}"]) for i, j in pairs]
         detail = [
-            {"source": layers_a[i].name, "target": layers_b[j].name, "similarity": round(s, 4),
-             "same_shape": layers_a[i].shape_key() == layers_b[j].shape_key()}
+            {
+                "source": layers_a[i].name,
+                "target": layers_b[j].name,
+                "similarity": round(s, 4),
+                "same_shape": layers_a[i].shape_key() == layers_b[j].shape_key(),
+            }
             for (i, j), s in zip(pairs, scores, strict=True)
         ]
         return GeneScore(
             float(np.mean(scores)),
-            {"paired": len(pairs), "unpaired_source": len(layers_a) - len(pairs),
-             "unpaired_target": len(layers_b) - len(pairs), "max": round(max(scores), 4),
-             "layers": detail},
+            {
+                "paired": len(pairs),
+                "unpaired_source": len(layers_a) - len(pairs),
+                "unpaired_target": len(layers_b) - len(pairs),
+                "max": round(max(scores), 4),
+                "layers": detail,
+            },
         )
 
 
@@ -212,6 +220,8 @@ class WeightStats(Gene):
         kb = np.interp(grid, b.arrays["depth"], mb[:, 1])
         return GeneScore(
             correlation(ka, kb),
-            {"mean_kurtosis": [round(float(ma[:, 1].mean()), 4), round(float(mb[:, 1].mean()), 4)],
-             "mean_sparsity": [round(float(ma[:, 2].mean()), 4), round(float(mb[:, 2].mean()), 4)]},
+            {
+                "mean_kurtosis": [round(float(ma[:, 1].mean()), 4), round(float(mb[:, 1].mean()), 4)],
+                "mean_sparsity": [round(float(ma[:, 2].mean()), 4), round(float(mb[:, 2].mean()), 4)],
+            },
         )

@@ -45,9 +45,13 @@ class LearnedDNA:
     @property
     def spec(self) -> dict[str, Any]:
         """What a DNA records about the generator that made its vector."""
-        return {"generator": "progenitor-dna", "version": BUNDLE_VERSION,
-                "parts": list(self.generator.parts), "dim": self.generator.dim,
-                "hash": self.config.get("weights_sha256", "untrained")[:16]}
+        return {
+            "generator": "progenitor-dna",
+            "version": BUNDLE_VERSION,
+            "parts": list(self.generator.parts),
+            "dim": self.generator.dim,
+            "hash": self.config.get("weights_sha256", "untrained")[:16],
+        }
 
     def embed(self, dnas: list[DNA]) -> np.ndarray:
         """DNA vectors ``(n, dim)`` for DNAs (from their genes; nothing is re-extracted)."""
@@ -67,9 +71,13 @@ class LearnedDNA:
             rel, direc = self.classifier(u, v, s_blocks["moments"], t_blocks["moments"], has)
             p = torch.sigmoid(rel) * torch.sigmoid(direc)
         prob = float(p.clamp(1e-9, 1 - 1e-9))
-        return {"probability": prob, "logit": float(np.log(prob / (1 - prob))),
-                "relation": float(torch.sigmoid(rel)), "direction": float(torch.sigmoid(direc)),
-                "cosine": float((u * v).sum())}
+        return {
+            "probability": prob,
+            "logit": float(np.log(prob / (1 - prob))),
+            "relation": float(torch.sigmoid(rel)),
+            "direction": float(torch.sigmoid(direc)),
+            "cosine": float((u * v).sum()),
+        }
 
     def null_logits(self) -> list[float]:
         """Logits of independent pairs on the validation split (the learned evidence's null)."""
@@ -94,8 +102,7 @@ class LearnedDNA:
 
 def _tensors(dnas: list[DNA]) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
     blocks, masks = stack_inputs(dnas)
-    return ({k: torch.from_numpy(v) for k, v in blocks.items()},
-            {k: torch.from_numpy(v) for k, v in masks.items()})
+    return ({k: torch.from_numpy(v) for k, v in blocks.items()}, {k: torch.from_numpy(v) for k, v in masks.items()})
 
 
 def build(config: dict[str, Any]) -> LearnedDNA:

@@ -34,21 +34,24 @@ class ProvenanceClassifier(nn.Module):
         cos = (u * v).sum(dim=1, keepdim=True)
         return self.relation(torch.cat([u * v, (u - v).abs(), cos], dim=1)).squeeze(1)
 
-    def direction_logit(self, u: torch.Tensor, v: torch.Tensor, mu: torch.Tensor, mv: torch.Tensor,
-                        has_moments: torch.Tensor) -> torch.Tensor:
+    def direction_logit(
+        self, u: torch.Tensor, v: torch.Tensor, mu: torch.Tensor, mv: torch.Tensor, has_moments: torch.Tensor
+    ) -> torch.Tensor:
         """Antisymmetric logit that the source (u) is the ancestor of the target (v)."""
         flag = has_moments[:, None]
         fwd = torch.cat([v - u, (mv - mu) * flag, flag], dim=1)
         bwd = torch.cat([u - v, (mu - mv) * flag, flag], dim=1)
         return (self.direction(fwd) - self.direction(bwd)).squeeze(1)
 
-    def forward(self, u: torch.Tensor, v: torch.Tensor, mu: torch.Tensor, mv: torch.Tensor,
-                has_moments: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(
+        self, u: torch.Tensor, v: torch.Tensor, mu: torch.Tensor, mv: torch.Tensor, has_moments: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """(relation logit / temperature, direction logit)."""
         return self.relation_logit(u, v) / self.temperature, self.direction_logit(u, v, mu, mv, has_moments)
 
-    def probability(self, u: torch.Tensor, v: torch.Tensor, mu: torch.Tensor, mv: torch.Tensor,
-                    has_moments: torch.Tensor) -> torch.Tensor:
+    def probability(
+        self, u: torch.Tensor, v: torch.Tensor, mu: torch.Tensor, mv: torch.Tensor, has_moments: torch.Tensor
+    ) -> torch.Tensor:
         """Calibrated P(target derived from source)."""
         rel, direc = self(u, v, mu, mv, has_moments)
         return torch.sigmoid(rel) * torch.sigmoid(direc)

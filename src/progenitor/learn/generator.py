@@ -29,8 +29,9 @@ class BlockEncoder(nn.Module):
 class DNAGenerator(nn.Module):
     """Maps gene blocks to a ``dim``-dimensional unit vector: the learned Model DNA."""
 
-    def __init__(self, parts: tuple[str, ...] = tuple(BLOCKS), dim: int = 64, hidden: int = 128,
-                 dropout: float = 0.1) -> None:
+    def __init__(
+        self, parts: tuple[str, ...] = tuple(BLOCKS), dim: int = 64, hidden: int = 128, dropout: float = 0.1
+    ) -> None:
         super().__init__()
         self.parts = tuple(parts)
         self.dim = dim

@@ -85,8 +85,9 @@ def dna_inputs(dna: DNA) -> tuple[dict[str, np.ndarray], dict[str, float]]:
     sketch = dna.genes.get("weight_sketch")
     if sketch is not None:
         layers = sketch.meta["layers"]
-        blocks["weights"] = _depth_binned([sketch.arrays[f"gram{i}"] for i in range(len(layers))],
-                                          [layer[4] for layer in layers])
+        blocks["weights"] = _depth_binned(
+            [sketch.arrays[f"gram{i}"] for i in range(len(layers))], [layer[4] for layer in layers]
+        )
         masks["weights"] = 1.0
     stats = dna.genes.get("weight_stats")
     if stats is not None:

@@ -25,9 +25,18 @@ from progenitor.learn.inputs import BLOCKS, stack_inputs
 from progenitor.learn.losses import dna_similarity_loss
 
 DEFAULTS: dict[str, Any] = {
-    "parts": list(BLOCKS), "dim": 64, "hidden": 128, "dropout": 0.1, "epochs": 300,
-    "lr": 2e-3, "weight_decay": 1e-3, "temperature_loss": 0.1, "hard_negatives": 8,
-    "lambda_similarity": 1.0, "seed": 0, "eval_every": 10,
+    "parts": list(BLOCKS),
+    "dim": 64,
+    "hidden": 128,
+    "dropout": 0.1,
+    "epochs": 300,
+    "lr": 2e-3,
+    "weight_decay": 1e-3,
+    "temperature_loss": 0.1,
+    "hard_negatives": 8,
+    "lambda_similarity": 1.0,
+    "seed": 0,
+    "eval_every": 10,
 }
 
 
@@ -85,7 +94,9 @@ class _Model:
         self.families = np.array(data.families)
         self.bundle = bundle
 
-    def probabilities(self, pairs: Pairs, z: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def probabilities(
+        self, pairs: Pairs, z: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(relation logit, direction logit, P(derived)) for each pair."""
         if z is None:
             z = self.bundle.generator(self.blocks, self.masks)
@@ -112,8 +123,8 @@ def _loss(m: _Model, pairs: Pairs, cfg: dict[str, Any]) -> torch.Tensor:
         anchors = torch.from_numpy(pairs.source[d])
         negatives = torch.from_numpy(m.families[None, :] != m.families[pairs.source[d]][:, None])
         loss = loss + cfg["lambda_similarity"] * dna_similarity_loss(
-            z, anchors, torch.from_numpy(pairs.target[d]), negatives,
-            cfg["temperature_loss"], cfg["hard_negatives"])
+            z, anchors, torch.from_numpy(pairs.target[d]), negatives, cfg["temperature_loss"], cfg["hard_negatives"]
+        )
     return loss
 
 
@@ -127,10 +138,23 @@ def with_reversed(pairs: Pairs) -> Pairs:
     """Add every derived pair in reverse (the child as source: related, not derived)."""
     d = pairs.derived
     existing = set(zip(pairs.source.tolist(), pairs.target.tolist(), strict=True))
-    extra = [(t, s, False, True) for s, t in zip(pairs.source[d].tolist(), pairs.target[d].tolist(), strict=True)
-             if (t, s) not in existing]
-    rows = list(zip(pairs.source.tolist(), pairs.target.tolist(), pairs.derived.tolist(),
-                    pairs.related.tolist(), strict=True)) + extra
+    extra = [
+        (t, s, False, True)
+        for s, t in zip(pairs.source[d].tolist(), pairs.target[d].tolist(), strict=True)
+        if (t, s) not in existing
+    ]
+    rows = (
+        list(
+            zip(
+                pairs.source.tolist(),
+                pairs.target.tolist(),
+                pairs.derived.tolist(),
+                pairs.related.tolist(),
+                strict=True,
+            )
+        )
+        + extra
+    )
     return Pairs.of(rows)
 
 
@@ -146,8 +170,9 @@ def fit_temperature(rel: np.ndarray, direc: np.ndarray, derived: np.ndarray) -> 
     return best_t
 
 
-def fit(data: TrainingSet, config: dict[str, Any] | None = None,
-        progress: Callable[[int, int, float], None] | None = None) -> tuple[LearnedDNA, dict[str, Any]]:
+def fit(
+    data: TrainingSet, config: dict[str, Any] | None = None, progress: Callable[[int, int, float], None] | None = None
+) -> tuple[LearnedDNA, dict[str, Any]]:
     """Train a LearnedDNA on ``data.pairs["train"]``, select and calibrate on ``data.pairs["val"]``.
 
     Returns the bundle and a metrics dict (validation AUC of the selected epoch, temperature,
@@ -177,8 +202,10 @@ def fit(data: TrainingSet, config: dict[str, Any] | None = None,
                 progress(epoch, cfg["epochs"], float(loss))
             if auc > best_auc + 1e-6:
                 best_auc, best_epoch = auc, epoch
-                best_state = ({k: v.clone() for k, v in bundle.generator.state_dict().items()},
-                              {k: v.clone() for k, v in bundle.classifier.state_dict().items()})
+                best_state = (
+                    {k: v.clone() for k, v in bundle.generator.state_dict().items()},
+                    {k: v.clone() for k, v in bundle.classifier.state_dict().items()},
+                )
     assert best_state is not None
     bundle.generator.load_state_dict(best_state[0])
     bundle.classifier.load_state_dict(best_state[1])
@@ -196,8 +223,13 @@ def fit(data: TrainingSet, config: dict[str, Any] | None = None,
         {k: cfg[k] for k in DEFAULTS},
         null_logits=[round(float(v), 5) for v in np.log(p / (1 - p))[independent]],
     )
-    metrics = {"val_auc": round(best_auc, 4), "selected_epoch": best_epoch,
-               "temperature": round(temperature, 4), "train_pairs": len(train), "val_pairs": len(val)}
+    metrics = {
+        "val_auc": round(best_auc, 4),
+        "selected_epoch": best_epoch,
+        "temperature": round(temperature, 4),
+        "train_pairs": len(train),
+        "val_pairs": len(val),
+    }
     return bundle, metrics
 
 

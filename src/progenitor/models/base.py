@@ -74,11 +74,11 @@ class Model(ABC):
         """Named float32 weight arrays in torch layout, forward order (white-box)."""
         raise AccessError(f"{self.ref}: the {self.format} format gives no access to weights")
 
-    def forward(self, batch: Batch) -> np.ndarray:
+    def forward(self, batch: Batch) -> np.ndarray:  # noqa: ARG002 - the interface subclasses fill
         """Outputs ``(n, k)`` float32 for a batch of inputs (black-box)."""
         raise AccessError(f"{self.ref}: the {self.format} format cannot be run (no forward)")
 
-    def features(self, batch: Batch) -> dict[str, np.ndarray]:
+    def features(self, batch: Batch) -> dict[str, np.ndarray]:  # noqa: ARG002 - the interface subclasses fill
         """Named hidden activations ``(n, d)`` for a batch of inputs (gray-box)."""
         raise AccessError(f"{self.ref}: the {self.format} format gives no hidden features")
 

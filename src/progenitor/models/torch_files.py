@@ -84,9 +84,7 @@ def _with_arch(
     return module_model(module, path, fmt, input_shape, sha)
 
 
-def _open_state(
-    state: dict[str, torch.Tensor], path: str, fmt: str, arch: str | None, input_shape: Any
-) -> Model:
+def _open_state(state: dict[str, torch.Tensor], path: str, fmt: str, arch: str | None, input_shape: Any) -> Model:
     sha = file_sha256(path)
     if arch:
         return _with_arch(state, path, fmt, arch, input_shape, sha)
@@ -107,9 +105,7 @@ def _find_state_dict(obj: Any, path: str) -> dict[str, torch.Tensor]:
 
 
 @register_format("torch", detect=_is_state_dict, description="torch.save state dict (.pt/.pth/.bin)")
-def open_state_dict(
-    target: str, arch: str | None = None, input_shape: Any = None, **_: Any
-) -> Model:
+def open_state_dict(target: str, arch: str | None = None, input_shape: Any = None, **_: Any) -> Model:
     """A ``torch.save`` state dict, loaded with ``weights_only=True``."""
     try:
         obj = torch.load(target, map_location="cpu", weights_only=True)
@@ -124,9 +120,7 @@ def open_state_dict(
 
 
 @register_format("safetensors", suffixes=(".safetensors",), description="safetensors weights")
-def open_safetensors(
-    target: str, arch: str | None = None, input_shape: Any = None, **_: Any
-) -> Model:
+def open_safetensors(target: str, arch: str | None = None, input_shape: Any = None, **_: Any) -> Model:
     """A ``.safetensors`` file (bf16 and fp16 converted to float32)."""
     from safetensors import SafetensorError
     from safetensors.torch import load_file

@@ -33,7 +33,7 @@ def state_to_numpy(state: dict[str, Any]) -> dict[str, np.ndarray]:
 
 def _flatten_outputs(output: Any) -> torch.Tensor:
     """The first tensor of a module output (tuples, dicts, HF ModelOutput), flattened per sample."""
-    if isinstance(output, dict) or hasattr(output, "values") and not isinstance(output, torch.Tensor):
+    if isinstance(output, dict) or (hasattr(output, "values") and not isinstance(output, torch.Tensor)):
         output = next(iter(output.values()))
     if isinstance(output, list | tuple):
         output = output[0]
@@ -64,9 +64,7 @@ class TorchModuleModel(Model):
 
     def _batches(self, batch: Batch) -> Iterator[torch.Tensor]:
         if not isinstance(batch, np.ndarray):
-            raise ProbeError(
-                f"{self.ref} takes {self.input_spec.describe()} inputs, got a text probe set"
-            )
+            raise ProbeError(f"{self.ref} takes {self.input_spec.describe()} inputs, got a text probe set")
         if self.input_spec.shape is not None and tuple(batch.shape[1:]) != self.input_spec.shape:
             raise ProbeError(
                 f"probe set of shape {list(batch.shape[1:])} does not fit {self.ref}, which takes "

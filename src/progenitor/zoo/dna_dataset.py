@@ -96,8 +96,12 @@ class ZooDNA:
         try:
             dna = load_dna(path)
         except DNAFormatError:
-            dna = extract(str(self.root / entry["path"]), probes=str(self.root / self.probes["path"]),
-                          data=_data_sample(entry.get("data")) if self.with_data else None, **entry["load"])
+            dna = extract(
+                str(self.root / entry["path"]),
+                probes=str(self.root / self.probes["path"]),
+                data=_data_sample(entry.get("data")) if self.with_data else None,
+                **entry["load"],
+            )
             dna.model["ref"] = model_id  # zoo ids, not temporary paths, in stored DNAs
             save_dna(dna, path)
         self._cache[model_id] = dna
@@ -132,9 +136,18 @@ class ZooDNA:
     def pairs_all(self, modality: str | None = "image") -> list[LabelledPair]:
         """Every labelled pair among models of one modality."""
         ids = set(self.model_ids(modality))
-        return [LabelledPair(p["source"], p["target"], bool(p["derived"]), self.kind_of(p), p["split"],
-                             self.models[p["source"]]["family"] == self.models[p["target"]]["family"])
-                for p in self.manifest["pairs"] if p["source"] in ids and p["target"] in ids]
+        return [
+            LabelledPair(
+                p["source"],
+                p["target"],
+                bool(p["derived"]),
+                self.kind_of(p),
+                p["split"],
+                self.models[p["source"]]["family"] == self.models[p["target"]]["family"],
+            )
+            for p in self.manifest["pairs"]
+            if p["source"] in ids and p["target"] in ids
+        ]
 
     def training_set(self, scheme: str = "family", progress: Callable[[str], None] | None = None) -> TrainingSet:
         """DNAs and train/val pairs in the form ``progenitor.learn.train.fit`` takes."""
@@ -151,8 +164,9 @@ class ZooDNA:
 NULL_KINDS = ("same-arch-same-data-other-seed", "same-arch-other-data", "other-arch")
 
 
-def calibrate_on_zoo(zoo: ZooDNA, split: str = "train", scheme: str = "family",
-                     progress: Callable[[str], None] | None = None) -> Calibration:
+def calibrate_on_zoo(
+    zoo: ZooDNA, split: str = "train", scheme: str = "family", progress: Callable[[str], None] | None = None
+) -> Calibration:
     """A Calibration from one split's pairs: derived pairs and independently trained negatives.
 
     Siblings and cousins are left out of the null: they share an ancestor, so they are not
@@ -161,8 +175,13 @@ def calibrate_on_zoo(zoo: ZooDNA, split: str = "train", scheme: str = "family",
     """
     pairs = [p for p in zoo.pairs(split, scheme) if p.derived or p.kind in NULL_KINDS]
     zoo.dnas(sorted({p.source for p in pairs} | {p.target for p in pairs}), progress)
-    records = [({n: s.similarity for n, s in score_genes(zoo.dna(p.source), zoo.dna(p.target)).items()},
-                p.derived) for p in pairs]
+    records = [
+        ({n: s.similarity for n, s in score_genes(zoo.dna(p.source), zoo.dna(p.target)).items()}, p.derived)
+        for p in pairs
+    ]
     negatives = sum(1 for _, d in records if not d)
-    return calibrate(records, f"zoo {zoo.manifest['name']} {zoo.zoo_hash[:12]}, {split} split: "
-                              f"{len(records) - negatives} derived and {negatives} independent pairs")
+    return calibrate(
+        records,
+        f"zoo {zoo.manifest['name']} {zoo.zoo_hash[:12]}, {split} split: "
+        f"{len(records) - negatives} derived and {negatives} independent pairs",
+    )
