@@ -118,12 +118,17 @@ def __getattr__(attr: str) -> Callable[[], ZooNet]:
     raise AttributeError(f"module {__name__!r} has no attribute {attr!r}")
 
 
-def _linear_group(name: str, size: int, out_layer: str, in_layer: str, repeat: int = 1,
-                  extra: tuple[tuple[str, int, int], ...] = (), config_key: str | None = None
-                  ) -> HiddenGroup:
+def _linear_group(
+    name: str,
+    size: int,
+    out_layer: str,
+    in_layer: str,
+    repeat: int = 1,
+    extra: tuple[tuple[str, int, int], ...] = (),
+    config_key: str | None = None,
+) -> HiddenGroup:
     """Units produced by ``out_layer`` (rows of weight, bias) and consumed by ``in_layer``."""
-    members = ((f"{out_layer}.weight", 0, 1), (f"{out_layer}.bias", 0, 1), *extra,
-               (f"{in_layer}.weight", 1, repeat))
+    members = ((f"{out_layer}.weight", 0, 1), (f"{out_layer}.bias", 0, 1), *extra, (f"{in_layer}.weight", 1, repeat))
     return HiddenGroup(name, size, members, config_key)
 
 
@@ -178,8 +183,9 @@ def mlp(num_classes: int = 10, **config: Any) -> MLP:
 class CNN(ZooNet):
     """Two 3x3 conv + max-pool stages, a hidden dense layer, then the head; optional BatchNorm."""
 
-    def __init__(self, num_classes: int = 10, c1: int = 16, c2: int = 32, fc: int = 64,
-                 batchnorm: bool = False) -> None:
+    def __init__(
+        self, num_classes: int = 10, c1: int = 16, c2: int = 32, fc: int = 64, batchnorm: bool = False
+    ) -> None:
         super().__init__(num_classes, c1=c1, c2=c2, fc=fc)
         self.batchnorm = batchnorm
         self.conv1 = nn.Conv2d(1, c1, 3, padding=1)
@@ -209,10 +215,8 @@ class CNN(ZooNet):
         bn1 = _bn_members("bn1") if self.batchnorm else ()
         bn2 = _bn_members("bn2") if self.batchnorm else ()
         return [
-            _linear_group("conv1", self.conv1.out_channels, "conv1", "conv2", extra=bn1,
-                          config_key="c1"),
-            _linear_group("conv2", self.conv2.out_channels, "conv2", "fc1", repeat=49, extra=bn2,
-                          config_key="c2"),
+            _linear_group("conv1", self.conv1.out_channels, "conv1", "conv2", extra=bn1, config_key="c1"),
+            _linear_group("conv2", self.conv2.out_channels, "conv2", "fc1", repeat=49, extra=bn2, config_key="c2"),
             _linear_group("fc1", self.fc1.out_features, "fc1", "fc2", config_key="fc"),
         ]
 
@@ -261,8 +265,7 @@ class BasicBlock(nn.Module):
         self.bn2 = nn.BatchNorm2d(c_out)
         self.project = stride != 1 or c_in != c_out
         self.skip = (
-            nn.Sequential(nn.Conv2d(c_in, c_out, 1, stride=stride, bias=False),
-                          nn.BatchNorm2d(c_out))
+            nn.Sequential(nn.Conv2d(c_in, c_out, 1, stride=stride, bias=False), nn.BatchNorm2d(c_out))
             if self.project
             else nn.Identity()
         )
@@ -304,18 +307,21 @@ class ResNet(ZooNet):
     def hidden_groups(self) -> list[HiddenGroup]:
         w = self.config["width"]
         stream1 = (
-            ("stem.weight", 0, 1), *_bn_members("bn"),
+            ("stem.weight", 0, 1),
+            *_bn_members("bn"),
             ("block1.conv1.weight", 1, 1),
-            ("block1.conv2.weight", 0, 1), *_bn_members("block1.bn2"),
-            ("block2.conv1.weight", 1, 1), ("block2.skip.0.weight", 1, 1),
+            ("block1.conv2.weight", 0, 1),
+            *_bn_members("block1.bn2"),
+            ("block2.conv1.weight", 1, 1),
+            ("block2.skip.0.weight", 1, 1),
         )
-        inner1 = (("block1.conv1.weight", 0, 1), *_bn_members("block1.bn1"),
-                  ("block1.conv2.weight", 1, 1))
-        inner2 = (("block2.conv1.weight", 0, 1), *_bn_members("block2.bn1"),
-                  ("block2.conv2.weight", 1, 1))
+        inner1 = (("block1.conv1.weight", 0, 1), *_bn_members("block1.bn1"), ("block1.conv2.weight", 1, 1))
+        inner2 = (("block2.conv1.weight", 0, 1), *_bn_members("block2.bn1"), ("block2.conv2.weight", 1, 1))
         stream2 = (
-            ("block2.conv2.weight", 0, 1), *_bn_members("block2.bn2"),
-            ("block2.skip.0.weight", 0, 1), *_bn_members("block2.skip.1"),
+            ("block2.conv2.weight", 0, 1),
+            *_bn_members("block2.bn2"),
+            ("block2.skip.0.weight", 0, 1),
+            *_bn_members("block2.skip.1"),
             ("fc.weight", 1, 1),
         )
         return [
@@ -358,10 +364,10 @@ class ViT(ZooNet):
 
     arch_name = "vit"
 
-    def __init__(self, num_classes: int = 10, dim: int = 64, depth: int = 2, heads: int = 4,
-                 hidden: int = 128, patch: int = 7) -> None:
-        super().__init__(num_classes, dim=dim, depth=depth, heads=heads, hidden=hidden,
-                         patch=patch)
+    def __init__(
+        self, num_classes: int = 10, dim: int = 64, depth: int = 2, heads: int = 4, hidden: int = 128, patch: int = 7
+    ) -> None:
+        super().__init__(num_classes, dim=dim, depth=depth, heads=heads, hidden=hidden, patch=patch)
         n_patches = (28 // patch) ** 2
         self.patch = nn.Conv2d(1, dim, patch, stride=patch)
         self.cls = nn.Parameter(torch.zeros(1, 1, dim))
@@ -389,21 +395,27 @@ class ViT(ZooNet):
     def hidden_groups(self) -> list[HiddenGroup]:
         dim = self.config["dim"]
         stream: list[tuple[str, int, int]] = [
-            ("patch.weight", 0, 1), ("patch.bias", 0, 1), ("cls", 2, 1), ("pos", 2, 1),
+            ("patch.weight", 0, 1),
+            ("patch.bias", 0, 1),
+            ("cls", 2, 1),
+            ("pos", 2, 1),
         ]
         groups = []
         for i, block in enumerate(self.blocks):
             b = f"blocks.{i}"
             stream += [
-                (f"{b}.norm1.weight", 0, 1), (f"{b}.norm1.bias", 0, 1),
+                (f"{b}.norm1.weight", 0, 1),
+                (f"{b}.norm1.bias", 0, 1),
                 (f"{b}.attn.in_proj_weight", 1, 1),
-                (f"{b}.attn.out_proj.weight", 0, 1), (f"{b}.attn.out_proj.bias", 0, 1),
-                (f"{b}.norm2.weight", 0, 1), (f"{b}.norm2.bias", 0, 1),
+                (f"{b}.attn.out_proj.weight", 0, 1),
+                (f"{b}.attn.out_proj.bias", 0, 1),
+                (f"{b}.norm2.weight", 0, 1),
+                (f"{b}.norm2.bias", 0, 1),
                 (f"{b}.fc1.weight", 1, 1),
-                (f"{b}.fc2.weight", 0, 1), (f"{b}.fc2.bias", 0, 1),
+                (f"{b}.fc2.weight", 0, 1),
+                (f"{b}.fc2.bias", 0, 1),
             ]
-            groups.append(_linear_group(f"{b}.mlp", block.fc1.out_features, f"{b}.fc1",
-                                        f"{b}.fc2"))
+            groups.append(_linear_group(f"{b}.mlp", block.fc1.out_features, f"{b}.fc1", f"{b}.fc2"))
         stream += [("norm.weight", 0, 1), ("norm.bias", 0, 1), ("fc.weight", 1, 1)]
         return [HiddenGroup("stream", dim, tuple(stream)), *groups]
 

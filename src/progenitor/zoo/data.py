@@ -40,9 +40,7 @@ IMAGE_SHAPE = (1, 28, 28)
 PARTS = ("source", "source-a", "source-b", "derive", "probe", "test")
 # Coarse Fashion-MNIST classes: tops, bottoms (trouser, dress), footwear, bags.
 FMNIST_COARSE = (0, 1, 0, 1, 0, 2, 0, 2, 3, 2)
-FMNIST_CLASSES = (
-    "t-shirt", "trouser", "pullover", "dress", "coat", "sandal", "shirt", "sneaker", "bag", "boot"
-)
+FMNIST_CLASSES = ("t-shirt", "trouser", "pullover", "dress", "coat", "sandal", "shirt", "sneaker", "bag", "boot")
 
 
 class DataUnavailableError(ProgenitorError):
@@ -100,8 +98,12 @@ def _read_idx(path: Path) -> np.ndarray:
 @cache
 def _fashion_mnist_raw(root: Path = FASHION_MNIST_DIR) -> tuple[np.ndarray, np.ndarray, int]:
     """All 70,000 images (uint8) and labels; the first 60,000 are the official training set."""
-    names = ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz",
-             "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz")
+    names = (
+        "train-images-idx3-ubyte.gz",
+        "train-labels-idx1-ubyte.gz",
+        "t10k-images-idx3-ubyte.gz",
+        "t10k-labels-idx1-ubyte.gz",
+    )
     missing = [n for n in names if not (root / n).is_file()]
     if missing:
         raise DataUnavailableError(
@@ -123,8 +125,7 @@ def load_fashion_mnist(coarse: bool = False) -> Dataset:
     raw, y, _ = _fashion_mnist_raw()
     x = (raw.astype(np.float32) / 255.0)[:, None]
     if coarse:
-        return Dataset("fmnist-coarse", np.asarray(FMNIST_COARSE)[y],
-                       ("tops", "bottoms", "footwear", "bags"), x=x)
+        return Dataset("fmnist-coarse", np.asarray(FMNIST_COARSE)[y], ("tops", "bottoms", "footwear", "bags"), x=x)
     return Dataset("fmnist", y, FMNIST_CLASSES, x=x)
 
 
@@ -143,8 +144,7 @@ def load_digits28() -> Dataset:
     small = torch.from_numpy(np.asarray(bunch.images, np.float32) / 16.0)[:, None]
     big = F.interpolate(small, size=(24, 24), mode="bilinear", align_corners=False)
     x = F.pad(big, (2, 2, 2, 2)).clamp(0.0, 1.0).numpy().astype(np.float32)
-    return Dataset("digits", np.asarray(bunch.target, np.int64),
-                   tuple(str(i) for i in range(10)), x=x)
+    return Dataset("digits", np.asarray(bunch.target, np.int64), tuple(str(i) for i in range(10)), x=x)
 
 
 # ---------------------------------------------------------------- text
@@ -156,8 +156,7 @@ def gensim_test_data(name: str) -> Path:
         import gensim
     except ImportError as exc:
         raise DataUnavailableError(
-            "gensim is not installed (its wheel carries the text data); "
-            "install it with: pip install 'progenitor[data]'"
+            "gensim is not installed (its wheel carries the text data); install it with: pip install 'progenitor[data]'"
         ) from exc
     path = Path(gensim.__file__).parent / "test" / "test_data" / name
     if not path.exists():
@@ -288,12 +287,10 @@ def split_indices(name: str) -> dict[str, np.ndarray]:
     cuts = {}
     start = 0
     fractions = dict(SPLIT_FRACTIONS)
-    if test is None:
-        scale = 1.0
-    else:  # the pool holds no test images: share it between the other parts
-        scale = 1.0 / sum(fractions.values())
+    # Without a separate test pool the fractions are of everything; with one, of the pool alone.
+    scale = 1.0 if test is None else 1.0 / sum(fractions.values())
     for part, frac in fractions.items():
-        size = int(round(frac * scale * n_pool))
+        size = round(frac * scale * n_pool)
         cuts[part] = order[start : start + size]
         start += size
     cuts["test"] = order[start:] if test is None else test
