@@ -267,6 +267,11 @@ def calibrate_cmd(
     _err(f"wrote {out}: {cal.source}")
 
 
+from progenitor.cli_index import register as _register_index  # noqa: E402  (after the core commands)
+
+_register_index(app)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point: run the app, turning ProgenitorErrors into one-line messages."""
     import click

@@ -181,6 +181,40 @@ def _read_v1(path: Path, header: dict[str, Any], payload: bytes) -> DNA:
 _READERS: dict[int, Callable[[Path, dict[str, Any], bytes], DNA]] = {1: _read_v1}
 
 
+def dna_to_bytes(dna: DNA) -> bytes:
+    """The ``.dna`` file content of ``dna`` (the newest format version)."""
+    return _to_bytes(dna)
+
+
+def dna_from_bytes(data: bytes, origin: str = "<bytes>") -> DNA:
+    """Read a DNA from the bytes of a ``.dna`` file of any known version.
+
+    Args:
+        data: the file content (a file, a registry row, a worker's result).
+        origin: named in error messages.
+
+    Raises:
+        DNAFormatError: bad magic, unknown version, checksum mismatch, truncation or a malformed header.
+    """
+    if len(data) < len(MAGIC) + 6 + 32 or not data.startswith(MAGIC):
+        raise DNAFormatError(f"{origin}: not a progenitor DNA file")
+    body, digest = data[:-32], data[-32:]
+    version, hlen = struct.unpack_from("<HI", data, len(MAGIC))
+    if version not in _READERS:
+        known = ", ".join(map(str, sorted(_READERS)))
+        raise DNAFormatError(
+            f"{origin}: DNA format version {version} is unknown to this release (reads {known}); upgrade progenitor"
+        )
+    if hashlib.sha256(body).digest() != digest:
+        raise DNAFormatError(f"{origin}: DNA file is corrupt or truncated (checksum mismatch)")
+    start = len(MAGIC) + 6
+    try:
+        header = json.loads(body[start : start + hlen].decode())
+        return _READERS[version](Path(origin), header, body[start + hlen :])
+    except (ValueError, KeyError, TypeError, IndexError) as exc:
+        raise DNAFormatError(f"{origin}: DNA header is malformed ({exc})") from exc
+
+
 def load_dna(path: str | Path) -> DNA:
     """Read a ``.dna`` file of any known version; refuse anything corrupt or unknown."""
     path = Path(path)
@@ -188,20 +222,4 @@ def load_dna(path: str | Path) -> DNA:
         data = path.read_bytes()
     except OSError as exc:
         raise DNAFormatError(f"{path}: cannot read ({exc.strerror or exc})") from exc
-    if len(data) < len(MAGIC) + 6 + 32 or not data.startswith(MAGIC):
-        raise DNAFormatError(f"{path}: not a progenitor DNA file")
-    body, digest = data[:-32], data[-32:]
-    version, hlen = struct.unpack_from("<HI", data, len(MAGIC))
-    if version not in _READERS:
-        known = ", ".join(map(str, sorted(_READERS)))
-        raise DNAFormatError(
-            f"{path}: DNA format version {version} is unknown to this release (reads {known}); upgrade progenitor"
-        )
-    if hashlib.sha256(body).digest() != digest:
-        raise DNAFormatError(f"{path}: DNA file is corrupt or truncated (checksum mismatch)")
-    start = len(MAGIC) + 6
-    try:
-        header = json.loads(body[start : start + hlen].decode())
-        return _READERS[version](path, header, body[start + hlen :])
-    except (ValueError, KeyError, TypeError, IndexError) as exc:
-        raise DNAFormatError(f"{path}: DNA header is malformed ({exc})") from exc
+    return dna_from_bytes(data, str(path))

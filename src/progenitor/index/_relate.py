@@ -1,0 +1,119 @@
+"""One pair of registered models: the full verdict, its strength, and the cost of a parent edge.
+
+Shared by parent search and lineage trees, so both rank candidate parents the same way:
+
+* the **verdict** (``progenitor.api.score_genes`` + ``progenitor.verdict.decide`` with the
+  calibration) says whether the two are related (``derived``) at the accepted false-positive
+  rate;
+* the **strength** is the mean, over the genes with a calibrated null, of how many null standard
+  deviations the pair's Fisher-z similarity lies above the null mean. It does not saturate the way
+  the probability does, so it tells a parent (one derivation away) from a sibling or grandparent
+  (two or more);
+* the **cost** of the edge "u is the parent of v" is ``-strength - weight * log(direction)``,
+  a negative log-likelihood: closeness (a parent is one derivation away, a sibling or a
+  grandparent two) plus the doubt of a direction signal (``progenitor.index.direction``;
+  ``direction`` = P(u is the parent of v), optionally nudged by registration order). A unit of
+  strength (one null standard deviation) weighs as much as a factor e in the direction's odds
+  (at ``weight`` 1), so a direction signal decides between near-equally close relatives and
+  which model of a family is its root, while closeness decides who is related to whom.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+from progenitor.api import score_genes
+from progenitor.calibration import Calibration
+from progenitor.dna import DNA
+from progenitor.models.base import ACCESS_LEVELS
+from progenitor.verdict import Comparison, decide
+
+VERDICT_RANK = {"derived": 0, "inconclusive": 1, "unrelated": 2}
+
+
+@dataclass
+class Relation:
+    """The verdict on a pair and the numbers lineage needs from it."""
+
+    verdict: str
+    probability: float
+    p_value: float | None
+    strength: float
+    comparison: Comparison | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        """Short JSON form (no per-gene evidence)."""
+        return {
+            "verdict": self.verdict,
+            "probability": round(self.probability, 6),
+            "p_value": None if self.p_value is None else float(f"{self.p_value:.6g}"),
+            "strength": round(self.strength, 4),
+        }
+
+
+def strength_of(comparison: Comparison) -> float:
+    """Mean standardised Fisher z over the genes with a calibrated null (0 when none)."""
+    values = []
+    for gene in comparison.evidence.get("genes", {}).values():
+        if gene.get("p_value") is None or not gene.get("null_sd_z"):
+            continue
+        values.append((gene["z"] - gene["null_mean_z"]) / gene["null_sd_z"])
+    return float(sum(values) / len(values)) if values else 0.0
+
+
+def learned_bundle(learned: Any = True) -> Any:
+    """The learned Model DNA to fuse into verdicts, as in ``progenitor.compare``.
+
+    True: the packaged default when this installation ships one (else None); False or None:
+    none; a ``LearnedDNA`` or the path of its directory.
+    """
+    if learned is None or learned is False:
+        return None
+    from progenitor.api import default_learned
+    from progenitor.learn import LearnedDNA, load_learned
+
+    if learned is True:
+        return default_learned()
+    return learned if isinstance(learned, LearnedDNA) else load_learned(learned)
+
+
+def relate(
+    source: DNA,
+    target: DNA,
+    calibration: Calibration,
+    alpha: float,
+    names: tuple[str, str] = ("source", "target"),
+    bundle: Any = None,
+) -> Relation:
+    """The full verdict on ``target`` derived from ``source`` (as ``compare`` gives), with its strength.
+
+    ``bundle`` is a learned Model DNA (``learned_bundle``) whose classifier joins the evidence.
+    """
+    from progenitor.verdict import learned_evidence
+
+    scores = score_genes(source, target)
+    level = min(ACCESS_LEVELS.index(source.access), ACCESS_LEVELS.index(target.access))
+    learned = None if bundle is None else learned_evidence(bundle.assess(source, target), bundle.null_logits())
+    result = decide(names[0], names[1], ACCESS_LEVELS[level], scores, calibration, alpha, None, learned)
+    return Relation(result.verdict, result.probability, result.p_value, strength_of(result), result)
+
+
+def logit(p: float) -> float:
+    """log(p / (1 - p)), clipped to avoid infinities."""
+    p = min(max(p, 1e-6), 1 - 1e-6)
+    return math.log(p / (1 - p))
+
+
+def sigmoid(x: float) -> float:
+    """1 / (1 + exp(-x)), overflow-safe."""
+    if x >= 0:
+        return 1.0 / (1.0 + math.exp(-x))
+    e = math.exp(x)
+    return e / (1.0 + e)
+
+
+def edge_cost(strength: float, direction: float, weight: float) -> float:
+    """Cost of "u is the parent of v": ``-strength - weight * log(direction)`` (lower: likelier)."""
+    return -strength - weight * math.log(min(max(direction, 1e-6), 1.0))

@@ -1,0 +1,154 @@
+"""Direction signals: of two related models, which one is the parent?
+
+The verdict says whether two models are related; it is (nearly) symmetric. A direction signal
+is a function ``signal(a, b) -> P(a is the parent of b)`` in [0, 1], 0.5 when it cannot tell.
+Signals are registered by name (``@register_direction``) and chosen by the lineage tree and the
+parent search (``direction=``). The shipped ones:
+
+* ``weight_stats`` (default): the ``weight_stats`` gene's per-layer moments and the models'
+  parameter counts, as votes in log-odds:
+
+  - **sparsity**: derivations add exact zeros (magnitude pruning, int8 quantization rounding small
+    weights to zero) and never remove them: the sparser model is the child
+    (``4 tanh(Δsparsity / 0.004)``).
+  - **size**: structured pruning and distillation into smaller students remove parameters: the
+    larger model is the parent (``4 tanh(log(n_a / n_b) / 0.05)``).
+  - **kurtosis**: fine-tuning raises the weights' kurtosis (MoTHer, Horwitz et al.): the model with
+    the lower kurtosis is the parent. Weighted by how consistently the layers agree
+    (``mean(sign Δk_layer) · tanh(|Δk| / 0.01)``), so that unrelated weight changes (a
+    distilled student's own training) count little.
+
+  Models with the same weights up to precision, permutation or small noise (``fp16``,
+  ``permute``, ``noise``) have no direction under this signal: 0.5.
+* ``params``: the size vote alone.
+* ``none``: always 0.5 (undirected lineage).
+
+* ``learned``: the direction head of the learned Model DNA's classifier
+  (``LearnedDNA.assess(a, b)["direction"]``), trained on the zoo's derivations; needs a learned
+  Model DNA (the packaged default, when one ships).
+
+``auto`` (the default of the tree and the search) is ``learned`` when a learned Model DNA is in
+use, else ``weight_stats``.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from progenitor.dna import DNA
+from progenitor.errors import ProgenitorError
+
+__all__ = ["DirectionSignal", "get_direction", "list_directions", "register_direction"]
+
+DirectionSignal = Callable[[DNA, DNA], float]
+
+_SIGNALS: dict[str, tuple[DirectionSignal, str]] = {}
+MAX_LOGIT = 8.0
+
+
+def register_direction(name: str, description: str) -> Callable[[DirectionSignal], DirectionSignal]:
+    """Decorator registering ``signal(a, b) -> P(a is the parent of b)`` under ``name``."""
+
+    def decorate(fn: DirectionSignal) -> DirectionSignal:
+        _SIGNALS[name] = (fn, description)
+        return fn
+
+    return decorate
+
+
+def get_direction(name_or_fn: str | DirectionSignal, bundle: Any = None) -> DirectionSignal:
+    """The registered signal called ``name`` (a callable is returned as is).
+
+    ``auto`` is the learned classifier's direction when ``bundle`` (a ``LearnedDNA``) is given,
+    else ``weight_stats``.
+    """
+    if callable(name_or_fn):
+        return name_or_fn
+    if name_or_fn == "auto":
+        if bundle is None:
+            return weight_stats_direction
+        return lambda a, b: float(bundle.assess(a, b)["direction"])
+    if name_or_fn not in _SIGNALS:
+        raise ProgenitorError(f"unknown direction signal {name_or_fn!r}; known: {', '.join(sorted(_SIGNALS))}")
+    return _SIGNALS[name_or_fn][0]
+
+
+def list_directions() -> dict[str, str]:
+    """Registered signal names and their descriptions."""
+    return {n: d for n, (_, d) in sorted(_SIGNALS.items())}
+
+
+def _sigmoid(x: float) -> float:
+    x = max(-MAX_LOGIT, min(MAX_LOGIT, x))
+    return 1.0 / (1.0 + math.exp(-x))
+
+
+def _size_vote(a: DNA, b: DNA) -> float:
+    na, nb = a.model.get("n_params"), b.model.get("n_params")
+    if not (isinstance(na, int | float) and isinstance(nb, int | float)) or na <= 0 or nb <= 0:
+        return 0.0
+    return 4.0 * math.tanh(math.log(na / nb) / 0.05)
+
+
+def _moments(dna: DNA) -> np.ndarray | None:
+    gene = dna.genes.get("weight_stats")
+    if gene is None or "moments" not in gene.arrays:
+        return None
+    m = np.asarray(gene.arrays["moments"], dtype=np.float64)
+    return m if m.ndim == 2 and m.shape[1] >= 3 and len(m) else None
+
+
+def weight_stats_votes(a: DNA, b: DNA) -> dict[str, float]:
+    """The log-odds votes (sparsity, size, kurtosis) that ``a`` is the parent of ``b``."""
+    votes = {"size": _size_vote(a, b), "sparsity": 0.0, "kurtosis": 0.0}
+    ma, mb = _moments(a), _moments(b)
+    if ma is None or mb is None:
+        return votes
+    votes["sparsity"] = 4.0 * math.tanh((mb[:, 2].mean() - ma[:, 2].mean()) / 0.004)
+    if ma.shape == mb.shape:
+        dk = mb[:, 1] - ma[:, 1]
+        consistency = float(np.sign(np.round(dk, 4)).mean())
+    else:  # other layer counts (channel pruning keeps them; other architectures do not)
+        dk = np.array([mb[:, 1].mean() - ma[:, 1].mean()])
+        consistency = 0.5 * float(np.sign(round(float(dk[0]), 4)))
+    votes["kurtosis"] = 1.0 * consistency * math.tanh(abs(float(dk.mean())) / 0.01)
+    return votes
+
+
+@register_direction("weight_stats", "sparsity, size and kurtosis votes (weight_stats gene, n_params)")
+def weight_stats_direction(a: DNA, b: DNA) -> float:
+    """P(a is the parent of b) from the sparsity, size and kurtosis votes."""
+    return _sigmoid(sum(weight_stats_votes(a, b).values()))
+
+
+@register_direction("learned", "the learned Model DNA classifier's direction head")
+def learned_direction(a: DNA, b: DNA) -> float:
+    """P(a is the parent of b) from the packaged learned Model DNA."""
+    bundle = _packaged_bundle()
+    if bundle is None:
+        raise ProgenitorError("no learned Model DNA ships with this installation; use --direction weight_stats")
+    return float(bundle.assess(a, b)["direction"])
+
+
+@functools.cache
+def _packaged_bundle() -> Any:
+    from progenitor.api import default_learned
+
+    return default_learned()
+
+
+@register_direction("params", "the larger model is the parent")
+def params_direction(a: DNA, b: DNA) -> float:
+    """P(a is the parent of b) from parameter counts alone."""
+    return _sigmoid(_size_vote(a, b))
+
+
+@register_direction("none", "no direction: every related pair is 50/50")
+def no_direction(_a: DNA, _b: DNA) -> float:
+    """Always 0.5."""
+    return 0.5

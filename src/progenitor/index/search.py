@@ -1,0 +1,279 @@
+"""Parent search: which registered models is a target most likely derived from?
+
+Two stages:
+
+1. **Retrieval**: when every registered DNA and the target have learned DNA vectors, the
+   ``candidates`` nearest vectors (cosine; faiss ``IndexFlatIP`` or exact numpy, same results) are
+   the candidates. Without vectors every registered model is a candidate (exhaustive gene
+   comparison).
+2. **Re-ranking** with the full verdict: each candidate is compared with the target
+   (``score_genes`` + ``decide`` with the shipped or given calibration); candidates are ordered
+   by verdict (``derived`` first), then by the cost of the edge "candidate is the target's parent"
+   (closeness and direction, see ``progenitor.index._relate``).
+
+The answer is the ``top`` candidates with their verdicts. The likely parent is the best
+``derived`` candidate that the direction signal does not place *below* the target (direction
+>= 0.5); the search **abstains** ("no likely parent") when there is none: no candidate is
+``derived``, or every related one looks derived from the target rather than the other way.
+When the target is itself registered, registration order nudges the direction as in the lineage
+tree (``order_prior``), and near-ties among the best candidates (within ``tie_tolerance`` of the
+best cost: near-identical copies of one model) go to the earliest registered, the search's
+version of the tree's preference for ancestors.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from progenitor.calibration import Calibration, load_calibration
+from progenitor.dna import DNA, load_dna
+from progenitor.errors import ProgenitorError
+from progenitor.index._dna import genome_hash
+from progenitor.index._relate import VERDICT_RANK, Relation, edge_cost, learned_bundle, logit, relate, sigmoid
+from progenitor.index.direction import DirectionSignal, get_direction
+from progenitor.index.registry import Entry, Registry
+from progenitor.index.vectors import Backend, VectorIndex
+from progenitor.verdict import DEFAULT_ALPHA
+
+__all__ = ["Candidate", "ParentSearch", "SearchResult", "resolve_target", "search_parents"]
+
+
+@dataclass
+class Candidate:
+    """A registered model considered as the target's parent."""
+
+    entry: Entry
+    relation: Relation
+    direction: float
+    cost: float
+    retrieval: float | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        """JSON form: the registered model, the verdict and the ranking numbers."""
+        comparison = self.relation.comparison
+        return {
+            "name": self.entry.name,
+            "ref": self.entry.ref,
+            "sha256": self.entry.sha256,
+            **self.relation.to_json(),
+            "direction": round(self.direction, 4),
+            "cost": round(self.cost, 6),
+            "retrieval_similarity": None if self.retrieval is None else round(float(self.retrieval), 6),
+            "evidence": None if comparison is None else comparison.evidence,
+        }
+
+
+@dataclass
+class SearchResult:
+    """The likely parents of one target (``parent`` None = abstention)."""
+
+    target: str
+    candidates: list[Candidate]
+    method: str
+    n_registered: int
+    n_scored: int
+    seconds: float
+    excluded: list[str] = field(default_factory=list)
+
+    @property
+    def parent(self) -> Candidate | None:
+        """The most likely parent, or None (abstention): see the module docstring."""
+        for candidate in self.candidates:
+            if candidate.relation.verdict == "derived" and candidate.direction >= 0.5:
+                return candidate
+        return None
+
+    @property
+    def reason(self) -> str:
+        """Why the search named a parent or abstained, in one line."""
+        best = self.parent
+        if best is not None:
+            return f"{best.entry.name} is derived-related and not below the target"
+        related = [c.entry.name for c in self.candidates if c.relation.verdict == "derived"]
+        if related:
+            return f"related models ({', '.join(related)}) look derived from the target, not the other way"
+        return "no registered model is derived-related to the target"
+
+    def to_json(self) -> dict[str, Any]:
+        """What ``progenitor search --json`` prints for the target."""
+        best = self.parent
+        return {
+            "target": self.target,
+            "parent": None if best is None else best.entry.name,
+            "abstained": best is None,
+            "reason": self.reason,
+            "candidates": [c.to_json() for c in self.candidates],
+            "method": self.method,
+            "registered": self.n_registered,
+            "scored": self.n_scored,
+            "excluded": self.excluded,
+            "seconds": round(self.seconds, 4),
+        }
+
+
+def resolve_target(
+    registry: Registry,
+    target: str | Path | DNA,
+    probes: Any = None,
+    access: str = "auto",
+    **load_options: Any,
+) -> tuple[DNA, str, Entry | None]:
+    """The target's DNA (made with the registry's spec), a display name, its entry if registered.
+
+    ``target`` is a DNA, a ``.dna`` file, a model reference (extracted with the registry's probe
+    set), or the key of a registered model (when no such file exists).
+    """
+    from progenitor.api import extract
+
+    if isinstance(target, DNA):
+        dna, name = target, str(target.model.get("ref"))
+    elif str(target).endswith(".dna") and Path(target).is_file():
+        dna, name = load_dna(target), str(target)
+    elif not Path(str(target)).exists() and registry.lookup(str(target)):
+        entry = registry.get(str(target))
+        return registry.dna(entry), entry.name, entry
+    else:
+        spec = registry.spec
+        chosen = probes if probes is not None else registry.probe_set()
+        if chosen is None and spec is not None and spec.probes:
+            chosen = spec.probes.get("name")  # a preset regenerates; a file name fails loudly below
+        genes = list(spec.genes) if spec is not None else None
+        dna = extract(target, probes=chosen, access=access, genes=genes, **load_options)
+        name = str(target)
+    spec = registry.spec
+    if spec is not None:
+        spec.check(dna)
+    return dna, name, registry.find_dna(dna)
+
+
+class ParentSearch:
+    """Search parents in a registry; loads the vector index once for many queries.
+
+    Args:
+        registry: the registry to search.
+        calibration: a Calibration or its JSON path (default: the shipped one).
+        alpha: the verdict's accepted false-positive rate.
+        backend: vector backend (``auto``, ``faiss``, ``numpy``).
+        direction: a direction signal name or function (``progenitor.index.direction``).
+        direction_weight: weight of the direction's doubt in the ranking cost.
+        order_prior: log-odds for an earlier-registered candidate being the parent of a
+            registered target (0: off).
+        tie_tolerance: among the best candidates whose costs lie within this of the best (and
+            that are not below the target), the earliest registered comes first (needs the order
+            prior; 0: off). The tree's tie rule, for a search.
+        learned: the learned Model DNA fused into the verdicts as in ``compare`` (True: the
+            packaged default when one ships; False: none).
+    """
+
+    def __init__(
+        self,
+        registry: Registry,
+        calibration: Calibration | str | Path | None = None,
+        alpha: float = DEFAULT_ALPHA,
+        backend: Backend = "auto",
+        direction: str | DirectionSignal = "auto",
+        direction_weight: float = 1.0,
+        order_prior: float = 0.5,
+        tie_tolerance: float = 0.5,
+        learned: Any = True,
+    ) -> None:
+        self.registry = registry
+        self.calibration = calibration if isinstance(calibration, Calibration) else load_calibration(calibration)
+        self.alpha = alpha
+        self.bundle = learned_bundle(learned)
+        self.direction = get_direction(direction, self.bundle)
+        self.direction_weight = direction_weight
+        self.order_prior = order_prior
+        self.tie_tolerance = tie_tolerance
+        self.entries = {e.id: e for e in registry.entries()}
+        ids, vectors = registry.vectors()
+        self.index = None
+        if len(self.entries) and len(ids) == len(self.entries):
+            self.index = VectorIndex(ids, vectors, backend)
+
+    def candidates_for(self, target: DNA, k: int) -> tuple[list[int], dict[int, float], str]:
+        """Registered ids to re-rank, their retrieval similarity, and how they were chosen."""
+        if self.index is not None and target.vector is not None:
+            ids, scores = self.index.search(target.vector, k)
+            return (
+                [int(i) for i in ids],
+                {int(i): float(s) for i, s in zip(ids, scores, strict=True)},
+                f"vector:{self.index.backend}",
+            )
+        return sorted(self.entries), {}, "exhaustive"
+
+    def __call__(
+        self,
+        target: DNA,
+        top: int = 5,
+        candidates: int | None = None,
+        name: str | None = None,
+        order: int | None = None,
+    ) -> SearchResult:
+        """The ``top`` likely parents of ``target`` (a DNA made with the registry's spec).
+
+        Args:
+            target: the target's DNA.
+            top: how many candidates to return.
+            candidates: how many nearest vectors to re-rank (default ``max(10 top, 50)``).
+            name: the target's display name.
+            order: the target's registry id when it is registered (enables the order prior).
+        """
+        if top < 1:
+            raise ProgenitorError(f"--top must be at least 1, not {top}")
+        started = time.perf_counter()
+        label = name or str(target.model.get("ref"))
+        own = genome_hash(target)
+        sha = target.model.get("sha256")
+        k = candidates if candidates is not None else max(10 * top, 50)
+        ids, retrieval, method = self.candidates_for(target, k + 1)
+        ranked, excluded = [], []
+        for entry, dna in self.registry.dnas(ids):
+            if entry.dna_hash == own or (sha and entry.sha256 == sha):
+                excluded.append(entry.name)  # the target itself
+                continue
+            relation = relate(dna, target, self.calibration, self.alpha, (entry.name, label), self.bundle)
+            direction = self._direction(dna, target, entry.id, order)
+            cost = edge_cost(relation.strength, direction, self.direction_weight)
+            ranked.append(Candidate(entry, relation, direction, cost, retrieval.get(entry.id)))
+        ranked.sort(key=lambda c: (VERDICT_RANK[c.relation.verdict], c.cost, c.entry.id))
+        if ranked and self.order_prior and self.tie_tolerance > 0:
+            # Near-ties (copies of one model: fp16, permuted, noised) go to the earliest registered.
+            head = ranked[0]
+            ties = [
+                c
+                for c in ranked
+                if c.relation.verdict == head.relation.verdict
+                and c.cost <= head.cost + self.tie_tolerance
+                and c.direction >= 0.5
+            ]
+            if ties:
+                first = min(ties, key=lambda c: c.entry.id)
+                ranked.remove(first)
+                ranked.insert(0, first)
+        return SearchResult(
+            label,
+            ranked[:top],
+            method,
+            len(self.entries),
+            len(ranked),
+            time.perf_counter() - started,
+            excluded,
+        )
+
+    def _direction(self, source: DNA, target: DNA, source_order: int, order: int | None) -> float:
+        a, b = self.direction(source, target), self.direction(target, source)
+        p = a / (a + b) if a + b > 0 else 0.5
+        if order is None or not self.order_prior:
+            return p
+        return sigmoid(logit(p) + self.order_prior * (1.0 if source_order < order else -1.0))
+
+
+def search_parents(
+    registry: Registry, target: DNA, top: int = 5, candidates: int | None = None, **options: Any
+) -> SearchResult:
+    """One parent search (``options`` go to ``ParentSearch``); see the module docstring."""
+    return ParentSearch(registry, **options)(target, top=top, candidates=candidates)

@@ -1,0 +1,536 @@
+"""Collections: DNA registry, migrations, de-duplication, parent search, lineage trees, engines."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import sqlite3
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import progenitor as pg
+from progenitor.genes import GeneValue
+from progenitor.index import (
+    ExtractorSpec,
+    Member,
+    ParentSearch,
+    Registry,
+    RegistryError,
+    SpecMismatchError,
+    VectorIndex,
+    add_models,
+    build_tree,
+    default_db_path,
+    dna_to_bytes,
+    faiss_available,
+    genome_hash,
+    members_of,
+    resolve_target,
+)
+from progenitor.index._relate import Relation
+from progenitor.index.direction import weight_stats_direction
+from progenitor.index.registry import SCHEMA_VERSION, migrate
+
+CHILDREN = ["fine-tuned", "pruned-50", "noised", "permuted"]
+INDEPENDENT = [f"independent{i}" for i in range(6)]
+
+
+def _refs(saved, names) -> list[str]:
+    return [str(saved[n]) for n in names]
+
+
+@pytest.fixture(scope="module")
+def family_db(saved, tmp_path_factory) -> Path:
+    """A registry of the test family (parent, 4 children, 6 independents), extracted inline."""
+    path = tmp_path_factory.mktemp("registry") / "reg.sqlite"
+    with Registry(path) as registry:
+        report = add_models(
+            registry, _refs(saved, ["parent", *CHILDREN, *INDEPENDENT]), probes=saved["probes"], engine="inline"
+        )
+    assert len(report.added) == 11 and not report.failed
+    return path
+
+
+@pytest.fixture
+def reg(family_db, tmp_path) -> Registry:
+    """A private copy of the family registry (tests may write to it)."""
+    copy = tmp_path / "copy.sqlite"
+    copy.write_bytes(family_db.read_bytes())
+    with Registry(copy) as registry:
+        yield registry
+
+
+def _synthetic_dna(i: int, vector: np.ndarray | None, generator: str = "synthetic") -> pg.DNA:
+    return pg.DNA(
+        model={"ref": f"synthetic{i}", "sha256": None, "n_params": 100 + i},
+        access="white",
+        probes=None,
+        genes={},
+        versions={},
+        vector=None if vector is None else vector.astype(np.float32),
+        vector_spec=None if vector is None else {"name": generator, "version": 1, "hash": "0" * 64},
+    )
+
+
+# ------------------------------------------------------------------------------------ registry
+
+
+def test_registry_round_trip(reg, tmp_path) -> None:
+    entries = reg.entries()
+    assert [e.name for e in entries] == ["parent", *CHILDREN, *INDEPENDENT]
+    parent = reg.get("parent")
+    assert reg.get(str(parent.id)) == parent
+    assert reg.get(parent.ref) == parent
+    assert reg.get(parent.sha256[:10]) == parent
+    dna = reg.dna("parent")
+    assert genome_hash(dna) == parent.dna_hash and dna.model["sha256"] == parent.sha256
+    assert reg.probe_set() is not None and reg.spec.probes["hash"] == reg.probe_set().hash
+    with pytest.raises(RegistryError, match="no model"):
+        reg.get("nothing-like-this")
+
+    manifest = reg.export(tmp_path / "export")
+    data = json.loads(manifest.read_text())
+    assert len(data["models"]) == 11 and data["probes"]["file"] == "probes.npy"
+    assert all((tmp_path / "export" / m["file"]).is_file() for m in data["models"])
+    with Registry(tmp_path / "imported.sqlite") as other:
+        assert other.import_(tmp_path / "export") == (11, 0)
+        assert other.import_(tmp_path / "export") == (0, 11)  # a second import is a no-op
+        assert [(e.name, e.dna_hash, e.added_at) for e in other.entries()] == [
+            (e.name, e.dna_hash, e.added_at) for e in entries
+        ]
+        assert other.spec == reg.spec and other.probe_set().hash == reg.probe_set().hash
+
+    removed = reg.remove("noised")
+    assert removed.name == "noised" and len(reg) == 10
+    with pytest.raises(RegistryError):
+        reg.get("noised")
+
+
+def test_default_db_path(monkeypatch, tmp_path) -> None:
+    monkeypatch.delenv("PROGENITOR_DB", raising=False)
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path))
+    assert default_db_path() == tmp_path / "progenitor" / "registry.sqlite"
+    monkeypatch.setenv("PROGENITOR_DB", str(tmp_path / "x.sqlite"))
+    assert default_db_path() == tmp_path / "x.sqlite"
+    with pytest.raises(RegistryError, match="no registry"):
+        Registry(tmp_path / "missing.sqlite", create=False)
+
+
+def test_migration_from_schema_v1(reg, tmp_path) -> None:
+    path = tmp_path / "v1.sqlite"
+    conn = sqlite3.connect(path, isolation_level=None)
+    assert migrate(conn, target=1) == 1
+    vectorised = dataclasses.replace(_synthetic_dna(0, np.eye(4)[0]), model={"ref": "/m/vec.pt"})
+    rows = [(reg.dna(n), f"/models/{n}/model.pt") for n in ("parent", "noised")]
+    rows.append((vectorised, "/m/vec.pt"))
+    for dna, ref in rows:
+        conn.execute(
+            "INSERT INTO dnas (dna_hash, ref, sha256, declared_parent, added_at, dna) VALUES (?, ?, ?, ?, ?, ?)",
+            (genome_hash(dna), ref, dna.model.get("sha256"), None, "2024-01-01T00:00:00+00:00", dna_to_bytes(dna)),
+        )
+    conn.close()
+
+    with Registry(path) as registry:
+        assert registry.schema_version == SCHEMA_VERSION == 2
+        entries = registry.entries()
+        # names come from the references' stems, made unique; columns back-filled from the DNAs
+        assert [e.name for e in entries] == ["model", "model-2", "vec"]
+        assert entries[0].n_params == 38282 and entries[0].access == "white"
+        assert [e.has_vector for e in entries] == [False, False, True]
+        ids, vectors = registry.vectors()
+        assert list(ids) == [entries[2].id] and np.allclose(vectors[0], np.eye(4)[0])
+        versions = [r[0] for r in registry._conn.execute("SELECT version FROM schema_migrations")]
+        assert versions == [1, 2]
+        columns = [r[1] for r in registry._conn.execute("PRAGMA table_info(dnas)")]
+        assert "dna" not in columns and "name" in columns  # payloads moved out of the metadata rows
+        assert genome_hash(registry.dna("model-2")) == genome_hash(reg.dna("noised"))
+        assert registry.add(reg.dna("pruned-50")).entry.id == 4  # ids continue after the migrated rows
+        registry._conn.execute("INSERT INTO schema_migrations VALUES (3, 'later', 'from the future')")
+    with pytest.raises(RegistryError, match="newer than this release"):
+        Registry(path)
+
+
+def test_concurrent_reader_sees_committed_state(reg) -> None:
+    writer = reg
+    with Registry(writer.path, create=False) as reader:
+        before = len(reader)
+        writer._conn.execute("BEGIN IMMEDIATE")
+        writer._conn.execute("DELETE FROM dnas WHERE name = 'noised'")
+        assert len(reader) == before  # the reader is not blocked and sees the last commit
+        assert reader.dna("noised") is not None
+        writer._conn.execute("COMMIT")
+        assert len(reader) == before - 1
+
+
+# ------------------------------------------------------------------------------ de-duplication
+
+
+def test_adding_a_registered_model_is_a_noop(reg, saved, tmp_path) -> None:
+    dna = reg.dna("parent")
+    outcome = reg.add(dna)
+    assert not outcome.added and outcome.entry.name == "parent" and "same DNA" in outcome.reason
+    # the same file under another path: skipped before extraction (sha256)
+    copy = tmp_path / "renamed.pt"
+    copy.write_bytes(Path(saved["parent"]).read_bytes())
+    report = add_models(reg, [str(copy), str(saved["fine-tuned"])], engine="inline")
+    assert [s["name"] for s in report.skipped] == ["parent", "fine-tuned"] and not report.added
+    # the same DNA with another model hash (re-exported bytes): a no-op by genome hash
+    twin = dataclasses.replace(dna, model={**dna.model, "sha256": "f" * 64, "ref": "elsewhere"})
+    assert not reg.add(twin).added
+    assert len(reg) == 11
+
+
+# ---------------------------------------------------------------------- foreign extractor specs
+
+
+def test_foreign_extractor_specs_are_rejected(reg, saved, probes_array) -> None:
+    registered = reg.dna("noised")
+    reg.remove("noised")  # (a DNA of a registered model file would be a no-op, not an error)
+    other_probes = pg.extract(str(saved["noised"]), probes=probes_array[:48])
+    with pytest.raises(SpecMismatchError, match="probe set"):
+        reg.add(other_probes)
+    newer = dataclasses.replace(registered, versions=dict(registered.versions))
+    newer.versions["weight_sketch"] = 99
+    with pytest.raises(SpecMismatchError, match="weight_sketch v99, the index uses v1"):
+        reg.add(newer)
+    vectorised = dataclasses.replace(
+        registered, vector=np.ones(4, np.float32) / 2, vector_spec={"name": "dna-gen", "version": 3, "hash": "ab" * 8}
+    )
+    with pytest.raises(SpecMismatchError, match="generator dna-gen v3"):
+        reg.add(vectorised)
+    # refused before any extraction when the probe files differ
+    with pytest.raises(SpecMismatchError, match="not the index's"):
+        add_models(reg, [str(saved["noised"])], probes=probes_array[:48], engine="inline")
+    assert len(reg) == 10
+    spec = reg.spec
+    assert ExtractorSpec.from_json(json.dumps(spec.to_json())) == spec
+
+
+# -------------------------------------------------------------------------------------- search
+
+
+def test_vector_search_faiss_and_numpy_agree() -> None:
+    if not faiss_available():
+        pytest.skip("faiss not installed")
+    rng = np.random.default_rng(0)
+    vectors = rng.standard_normal((3000, 64)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    ids = np.arange(100, 3100)
+    queries = vectors[rng.choice(3000, 20)] + 0.1 * rng.standard_normal((20, 64)).astype(np.float32)
+    exact, flat = VectorIndex(ids, vectors, "numpy"), VectorIndex(ids, vectors, "faiss")
+    for q in queries:
+        a, b = exact.search(q, 10)[0], flat.search(q, 10)[0]
+        truth = ids[np.argsort(-(vectors @ q), kind="stable")[:10]]
+        assert list(a) == list(b) == list(truth)
+    assert (exact.search_many(queries, 5) == flat.search_many(queries, 5)).all()
+
+
+def test_registry_retrieval_same_top_k_with_and_without_faiss(tmp_path) -> None:
+    if not faiss_available():
+        pytest.skip("faiss not installed")
+    rng = np.random.default_rng(1)
+    vectors = rng.standard_normal((300, 32))
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    with Registry(tmp_path / "vectors.sqlite") as registry:
+        for i, v in enumerate(vectors):
+            registry.add(_synthetic_dna(i, v))
+        with pytest.raises(SpecMismatchError, match="no learned vector"):
+            registry.add(_synthetic_dna(999, None))
+        target = _synthetic_dna(1000, vectors[7] + 0.05 * rng.standard_normal(32))
+        found = {b: ParentSearch(registry, backend=b).candidates_for(target, 15) for b in ("faiss", "numpy")}
+    assert found["faiss"][0] == found["numpy"][0] and found["faiss"][0][0] == 8  # row 7 = id 8
+    assert found["faiss"][2] == "vector:faiss" and found["numpy"][2] == "vector:numpy"
+
+
+def test_search_finds_each_childs_parent_and_abstains_on_independents(reg) -> None:
+    engine = ParentSearch(reg)
+    for name in CHILDREN:
+        dna, label, entry = resolve_target(reg, name)
+        result = engine(dna, top=3, name=label, order=entry.id)
+        assert result.parent is not None and result.parent.entry.name == "parent", result.to_json()
+        assert name in result.excluded and result.method == "exhaustive"
+    for name in INDEPENDENT[:3]:
+        dna, label, entry = resolve_target(reg, name)
+        result = engine(dna, top=3, name=label, order=entry.id)
+        assert result.parent is None and result.to_json()["abstained"]
+        assert all(c.relation.verdict != "derived" for c in result.candidates)
+
+
+def test_search_new_uploads(reg, saved) -> None:
+    reg.remove("fine-tuned")
+    reg.remove("independent5")
+    engine = ParentSearch(reg)
+    dna, label, entry = resolve_target(reg, str(saved["fine-tuned"]))  # probes from the index
+    assert entry is None
+    result = engine(dna, top=2, name=label)
+    assert result.parent.entry.name == "parent" and result.parent.relation.p_value < 0.01
+    obj = result.to_json()
+    assert obj["parent"] == "parent" and len(obj["candidates"]) == 2 and obj["scored"] == 9
+    dna, label, _ = resolve_target(reg, str(saved["independent5"]))
+    assert engine(dna, name=label).parent is None
+    # the root of the reg: its relatives look derived from it, so no parent
+    dna, label, entry = resolve_target(reg, "parent")
+    result = engine(dna, name=label, order=entry.id)
+    assert result.parent is None and "look derived from the target" in result.reason
+
+
+# ---------------------------------------------------------------------------------------- trees
+
+
+def test_direction_signal() -> None:
+    rng = np.random.default_rng(0)
+
+    def dna(sparsity: float, n: int) -> pg.DNA:
+        moments = np.column_stack([rng.normal(size=3), np.full(3, -0.5), np.full(3, sparsity)])
+        gene = GeneValue({"moments": moments.astype(np.float32), "depth": np.linspace(0, 1, 3, dtype=np.float32)})
+        return pg.DNA({"n_params": n}, "white", None, {"weight_stats": gene}, {"weight_stats": 1})
+
+    parent, pruned, smaller = dna(0.0, 1000), dna(0.5, 1000), dna(0.0, 500)
+    assert weight_stats_direction(parent, pruned) > 0.95
+    assert weight_stats_direction(parent, smaller) > 0.95
+    assert weight_stats_direction(parent, parent) == 0.5
+    assert weight_stats_direction(pruned, parent) == pytest.approx(1 - weight_stats_direction(parent, pruned))
+
+
+def test_tree_recovers_the_family(reg) -> None:
+    tree = build_tree(members_of(reg))
+    assert tree.roots == ["parent"]
+    assert sorted(tree.orphans) == sorted(INDEPENDENT)
+    assert {c: tree.parent[c] for c in CHILDREN} == dict.fromkeys(CHILDREN, "parent")
+    assert not tree.flags
+    obj = tree.to_json()
+    assert {e["child"] for e in obj["edges"]} == set(CHILDREN)
+    assert all(e["verdict"] == "derived" for e in obj["edges"])
+    assert '"parent" -> "pruned-50"' in tree.to_dot()
+    assert "<h1>Lineage of 11 models</h1>" in tree.to_html()
+
+
+def test_tree_flags_contradicted_declarations(reg) -> None:
+    reg.declare("pruned-50", from_scratch=True)
+    reg.declare("noised", parent="independent0")
+    reg.declare("fine-tuned", parent="parent")  # true: no flag
+    reg.declare("permuted", parent="not-registered")
+    tree = build_tree(members_of(reg))
+    kinds = {(f.model, f.kind, f.severity) for f in tree.flags}
+    assert kinds == {
+        ("pruned-50", "claims_scratch_has_parent", "contradiction"),
+        ("noised", "declared_parent_unrelated", "contradiction"),
+        ("permuted", "declared_parent_unknown", "note"),
+    }
+    assert 'color="red"' in tree.to_dot()
+
+
+def test_tree_with_vector_candidates_and_custom_relation() -> None:
+    """Synthetic families: candidates from learned vectors (k nearest), a stand-in verdict."""
+    rng = np.random.default_rng(3)
+    members, truth = [], {}
+    for f in range(40):
+        root = rng.standard_normal(16)
+        chain = [root]
+        for _ in range(3):  # root -> child1 -> child2 -> child3, each sparser than its parent
+            chain.append(chain[-1] + 0.15 * rng.standard_normal(16))
+        for k, v in enumerate(chain):
+            moments = np.array([[0.0, -0.5, 0.1 * k]], np.float32)
+            gene = GeneValue({"moments": moments, "depth": np.zeros(1, np.float32)})
+            dna = pg.DNA(
+                {"n_params": 100},
+                "white",
+                None,
+                {"weight_stats": gene},
+                {"weight_stats": 1},
+                vector=(v / np.linalg.norm(v)).astype(np.float32),
+            )
+            members.append(Member(f"f{f}m{k}", dna, order=int(rng.integers(1000))))
+            if k:
+                truth[f"f{f}m{k}"] = f"f{f}m{k - 1}"
+
+    def relate_fn(a: Member, b: Member) -> Relation:
+        cos = float(a.dna.vector @ b.dna.vector)
+        strength = 10 * float(np.arctanh(min(cos, 0.999999)))  # Fisher z, like the verdict's
+        return Relation("derived" if cos > 0.8 else "unrelated", cos, None, strength)
+
+    tree = build_tree(members, relate_fn=relate_fn, neighbours=5, order_prior=0.0)
+    assert tree.method["candidates"].startswith("5 nearest learned vectors")
+    correct = sum(tree.parent[c] == p for c, p in truth.items())
+    assert correct / len(truth) >= 0.95
+    assert len(tree.roots) == 40
+
+
+def test_learned_model_dna_joins_the_verdicts(reg) -> None:
+    """With a learned Model DNA (here an untrained one), its classifier enters every verdict."""
+    from progenitor.learn.bundle import build
+    from progenitor.learn.generator import BLOCKS
+
+    torch.manual_seed(0)
+    bundle = build({"parts": list(BLOCKS), "dim": 8, "hidden": 16})
+    dna, label, entry = resolve_target(reg, "fine-tuned")
+    result = ParentSearch(reg, learned=bundle)(dna, top=2, name=label, order=entry.id)
+    assert all("learned_dna" in c.relation.comparison.evidence["genes"] for c in result.candidates)
+    tree = build_tree(members_of(reg), learned=bundle)
+    assert tree.method["direction"] == "auto" and len(tree.members) == 11
+
+
+@pytest.mark.slow
+def test_tree_on_the_smoke_zoo(smoke_zoo, tmp_path) -> None:
+    from progenitor.zoo import load_manifest
+
+    manifest = load_manifest(smoke_zoo)
+    truth = {e["child"]: e["parent"] for e in manifest["edges"]}
+    probes = smoke_zoo / manifest["probes"][0]["path"]
+    with Registry(tmp_path / "zoo.sqlite") as registry:
+        for model in manifest["models"]:  # one call each: load options differ by format
+            report = add_models(
+                registry,
+                [str(smoke_zoo / model["path"])],
+                probes=probes,
+                engine="inline",
+                names=[model["id"]],
+                load_options=model["load"],
+            )
+            assert not report.failed, report.failed
+        tree = build_tree(members_of(registry))
+    found = {child: tree.parent[child] for child in truth}
+    directed = sum(found[c] == p for c, p in truth.items()) / len(truth)
+    assert directed >= 0.75, {c: (p, found[c]) for c, p in truth.items() if found[c] != p}
+
+
+# ------------------------------------------------------------------------------------- engines
+
+
+def crash_once_model() -> torch.nn.Module:
+    """``py:test_index:crash_once_model``: kills its worker the first time it is built."""
+    import families
+
+    marker = Path(os.environ["PROGENITOR_TEST_CRASH_MARKER"])
+    if marker.exists():
+        marker.unlink()
+        os._exit(3)
+    torch.manual_seed(0)
+    return families.SmallCNN()
+
+
+def test_interrupted_add_resumes(saved, tmp_path) -> None:
+    refs = _refs(saved, ["parent", *CHILDREN])
+    calls = []
+
+    def interrupt_after_two(message: str) -> None:
+        if "] added " in message:
+            calls.append(message)
+            if len(calls) == 2:
+                raise KeyboardInterrupt
+
+    with Registry(tmp_path / "r.sqlite") as registry:
+        with pytest.raises(KeyboardInterrupt):
+            add_models(registry, refs, probes=saved["probes"], engine="inline", progress=interrupt_after_two)
+        assert [e.name for e in registry.entries()] == ["parent", "fine-tuned"]
+        report = add_models(registry, refs, engine="inline")  # probes: the registry's own
+        assert [s["name"] for s in report.skipped] == ["parent", "fine-tuned"]
+        assert [a["name"] for a in report.added] == CHILDREN[1:]
+        assert [e.name for e in registry.entries()] == ["parent", *CHILDREN]
+
+
+@pytest.mark.slow
+def test_engines_give_identical_dnas_and_survive_a_dying_worker(saved, tmp_path, monkeypatch) -> None:
+    refs = _refs(saved, ["parent", "pruned-50", "independent0"])
+    marker = tmp_path / "crash-once"
+    marker.write_text("armed")
+    monkeypatch.setenv("PROGENITOR_TEST_CRASH_MARKER", str(marker))
+    hashes = {}
+    for engine in ("local", "ray", "inline"):
+        extra = ["py:test_index:crash_once_model"] if engine == "local" else []
+        with Registry(tmp_path / f"{engine}.sqlite") as registry:
+            report = add_models(
+                registry,
+                refs + extra,
+                probes=saved["probes"],
+                engine=engine,
+                workers=2,
+                retries=2,
+                load_options={"input_shape": (1, 8, 8)},
+            )
+            assert not report.failed, report.failed
+            hashes[engine] = [(e.name, e.dna_hash) for e in registry.entries()]
+    assert not marker.exists()  # the first worker died on the crashing model ...
+    assert hashes["local"][-1][0] == "crash_once_model"  # ... and the retry registered it once
+    assert hashes["local"][:3] == hashes["ray"] == hashes["inline"]
+
+
+# ----------------------------------------------------------------------------------------- CLI
+
+
+def test_cli_collection_workflow(saved, tmp_path, capsys) -> None:
+    from progenitor.cli import app, main
+    from progenitor.cli_index import register
+
+    register(app)
+    register(app)  # idempotent
+    db = str(tmp_path / "cli.sqlite")
+    assert (
+        main(
+            [
+                "index",
+                "add",
+                *_refs(saved, ["parent", "pruned-50", "independent0"]),
+                "--probes",
+                str(saved["probes"]),
+                "--engine",
+                "inline",
+                "--db",
+                db,
+            ]
+        )
+        == 0
+    )
+    assert (
+        main(
+            [
+                "index",
+                "add",
+                str(saved["noised"]),
+                "--engine",
+                "inline",
+                "--db",
+                db,
+                "--parent",
+                "independent0",
+                "--json",
+            ]
+        )
+        == 0
+    )
+    out = capsys.readouterr().out
+    assert json.loads(out)["added"][0]["name"] == "noised"
+    assert main(["index", "list", "--json", "--db", db]) == 0
+    listed = json.loads(capsys.readouterr().out)
+    assert [e["name"] for e in listed] == ["parent", "pruned-50", "independent0", "noised"]
+
+    assert main(["search", str(saved["fine-tuned"]), "pruned-50", "--json", "--top", "2", "--db", db]) == 0
+    results = json.loads(capsys.readouterr().out)
+    assert [r["parent"] for r in results] == ["parent", "parent"]
+    assert main(["search", str(saved["independent3"]), "--db", db]) == 0
+    assert "no likely parent (abstained)" in capsys.readouterr().out
+
+    assert main(["tree", "--json", "--db", db]) == 0
+    tree = json.loads(capsys.readouterr().out)
+    assert tree["roots"] == ["parent"] and tree["orphans"] == ["independent0"]
+    assert [f["kind"] for f in tree["flags"]] == ["declared_parent_unrelated"]
+    assert main(["tree", "--dot", "--db", db]) == 0
+    assert capsys.readouterr().out.startswith("digraph lineage {")
+    assert main(["tree", "--html", "-o", str(tmp_path / "tree.html"), "--db", db]) == 0
+    assert "noised" in (tmp_path / "tree.html").read_text()
+    assert main(["tree", "--db", db]) == 0
+    text = capsys.readouterr().out
+    assert text.startswith("parent\n") and "── pruned-50" in text and "orphans: independent0" in text
+
+    assert main(["index", "get", "noised", "--db", db, "-o", str(tmp_path / "n.dna")]) == 0
+    assert pg.load_dna(tmp_path / "n.dna").model["ref"].endswith("noised.pt")
+    assert main(["index", "export", str(tmp_path / "exp"), "--db", db]) == 0
+    assert main(["index", "import", str(tmp_path / "exp"), "--db", str(tmp_path / "b.sqlite")]) == 0
+    assert main(["index", "remove", "noised", "--db", db]) == 0
+    assert main(["index", "get", "noised", "--db", db]) == 2
+    assert main(["search", "x.pt", "--db", str(tmp_path / "none.sqlite")]) == 2
+    assert "no registry" in capsys.readouterr().err
