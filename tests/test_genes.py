@@ -37,9 +37,9 @@ def test_gene_contract(gene, observations) -> None:
     for key in value.arrays:  # deterministic
         np.testing.assert_array_equal(value.arrays[key], again.arrays[key])
     self_score = gene.compare(value, again).similarity
-    assert self_score == pytest.approx(1.0, abs=1e-6)
+    assert self_score == pytest.approx(1.0, abs=1e-3)  # some genes store float16
     perm = gene.compare(value, gene.extract(observations["permuted"])).similarity
-    assert perm == pytest.approx(1.0, abs=1e-4), "a permuted copy computes the same function"
+    assert perm == pytest.approx(1.0, abs=1e-3), "a permuted copy computes the same function"
     other = gene.compare(value, gene.extract(observations["independent"])).similarity
     assert -1.0 <= other <= 1.0
     if gene.role == "lineage":  # direction and data genes are alike across independents by design

@@ -43,7 +43,7 @@ class FeatureCKA(Gene):
     """Best-match linear CKA between the two models' hidden layers."""
 
     name: ClassVar[str] = "feature_cka"
-    version: ClassVar[int] = 1
+    version: ClassVar[int] = 2  # v2: convolutional feature maps pooled to 4 x 4 by the loaders
     access = "gray"
     needs = "features"
     uses_probes: ClassVar[bool] = True

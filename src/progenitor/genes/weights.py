@@ -6,9 +6,9 @@ input axis is anchored), or, for layers that read other units, the weighted sum 
 sketches. A permutation of hidden units permutes both a layer's rows and the next layer's columns,
 which leaves every sketch unchanged, so the sketches of derived models line up without matching
 units. Rows are normalised, so per-unit scaling (batch norm folded into a convolution on export)
-changes nothing either. The gene stores, per layer, the Gram matrix of its unit sketches (m x m,
-independent of the number of units); two models' layers are paired by shape and relative depth,
-and their similarity is the correlation of the Grams' off-diagonal entries.
+changes nothing either. The gene stores each layer's unit sketches (units x m, float16); two
+models' layers are paired by kind, shape and relative depth (``pair_layers``), their units matched
+one-to-one (Hungarian on |cosine|), and the similarity is the mean matched cosine over layers.
 """
 
 from __future__ import annotations
@@ -51,7 +51,9 @@ def layer_views(weights: dict[str, np.ndarray]) -> list[tuple[str, str, np.ndarr
     """(name, kind, units x channels x positions array) for every matrix-like weight, in order."""
     views = []
     for name, w in weights.items():
-        if w.ndim < 2 or min(w.shape) == 0:
+        # Tensors with a leading axis of 1 (class tokens, position tables of shape (1, n, d)) are
+        # not layers of units: viewing them as convolutions would chain later layers to them.
+        if w.ndim < 2 or min(w.shape) == 0 or (w.ndim > 2 and w.shape[0] == 1):
             continue
         if w.ndim == 2 and any(h in name.lower() for h in _EMBEDDING_HINTS):
             # An embedding's rows are tokens (fixed ids); its units are the columns.
@@ -73,7 +75,8 @@ def sketch_layers(weights: dict[str, np.ndarray], dim: int = SKETCH_DIM) -> list
         w = normalize_rows(w.reshape(units, -1)).reshape(units, channels, positions)
         if kind == "dense" and channels not in latest:
             w, channels, positions = _unflatten(w, latest)
-        if kind != "embedding" and channels in latest:
+        # One input channel is the input itself (a grey image), never a layer's single unit.
+        if kind != "embedding" and channels > 1 and channels in latest:
             inputs = latest[channels]  # channels x dim: this layer reads those units
             signs = seeded_signs(positions, dim, "position")
             sketch = np.einsum("ucp,cd,pd->ud", w, inputs, signs, optimize=True)
@@ -103,24 +106,21 @@ def _unflatten(w: np.ndarray, latest: dict[int, np.ndarray]) -> tuple[np.ndarray
 
 @register_gene
 class WeightSketch(Gene):
-    """Gram matrices of permutation-invariant unit sketches, one per weight matrix."""
+    """Permutation-invariant unit sketches of every weight matrix, compared by matching units."""
 
     name: ClassVar[str] = "weight_sketch"
-    version: ClassVar[int] = 1
+    version: ClassVar[int] = 2
     access = "white"
     needs = "weights"
     uses_probes: ClassVar[bool] = False
-    description: ClassVar[str] = "per-layer Gram of chained random sketches of unit weight vectors"
+    description: ClassVar[str] = "chained random sketches of unit weight vectors, units matched per layer"
 
     def extract(self, obs: Observation) -> GeneValue:
         layers = sketch_layers(obs.weights)
         if not layers:
             raise GeneNotApplicable("no weight matrices")
-        arrays = {}
-        meta_layers = []
-        for i, (layer, sketch) in enumerate(layers):
-            arrays[f"gram{i}"] = upper_triangle(sketch.T @ sketch / layer.units)
-            meta_layers.append([layer.name, layer.kind, layer.units, list(layer.fan_in), layer.depth])
+        arrays = {f"units{i}": sketch.astype(np.float16) for i, (_, sketch) in enumerate(layers)}
+        meta_layers = [[la.name, la.kind, la.units, list(la.fan_in), la.depth] for la, _ in layers]
         return GeneValue(arrays, {"layers": meta_layers, "dim": SKETCH_DIM})
 
     def compare(self, a: GeneValue, b: GeneValue) -> GeneScore:
@@ -128,7 +128,7 @@ class WeightSketch(Gene):
         pairs = pair_layers(layers_a, layers_b)
         if not pairs:
             raise GeneNotApplicable("no weight matrices of compatible kind to pair")
-        scores = [correlation(a.arrays[f"gram{i}"], b.arrays[f"gram{j}"]) for i, j in pairs]
+        scores = [matched_cosine(a.arrays[f"units{i}"], b.arrays[f"units{j}"]) for i, j in pairs]
         detail = [
             {
                 "source": layers_a[i].name,
@@ -148,6 +148,17 @@ class WeightSketch(Gene):
                 "layers": detail,
             },
         )
+
+
+def matched_cosine(a: np.ndarray, b: np.ndarray) -> float:
+    """Mean |cosine| of units matched one-to-one (Hungarian) between two layers' unit sketches.
+
+    Matching units rather than comparing second moments is what separates a derived layer (each
+    unit has its twin) from an independently trained one that spans the same data directions.
+    """
+    sims = np.abs(a.astype(np.float32) @ b.astype(np.float32).T)
+    rows, cols = linear_sum_assignment(-sims)
+    return float(sims[rows, cols].mean())
 
 
 def _layers(value: GeneValue) -> list[Layer]:

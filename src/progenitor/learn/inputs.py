@@ -6,8 +6,9 @@ Every block has the same size whatever the model's architecture, depth, width or
   matrix. Each pair of probes is hashed from the two probes' *content* keys to a bucket and a
   sign, so the sketch is the same whatever order the probes come in and whatever their number,
   and inner products of sketches estimate inner products of the (standardised) matrices.
-* ``weights`` (from ``weight_sketch``): the per-layer Gram matrices of unit sketches (already
-  invariant to hidden-unit permutation), averaged within ``DEPTH_BINS`` bins of relative depth.
+* ``weights`` (from ``weight_sketch``): per layer, the Gram matrix of its unit sketches (invariant
+  to hidden-unit permutation and to the layer's width), averaged within ``DEPTH_BINS`` bins of
+  relative depth.
 * ``moments`` (from ``weight_stats``): log-std, kurtosis and sparsity per depth bin, the cues of
   direction (which of two related models is the parent).
 * ``data`` (from ``training_data``): the fixed-encoder profile of a training-data sample.
@@ -60,6 +61,13 @@ def behaviour_sketch(cosines: np.ndarray, keys: np.ndarray, buckets: int = BEHAV
     return (sketch / np.sqrt(len(values))).astype(np.float32)
 
 
+def _gram(units: np.ndarray) -> np.ndarray:
+    """Off-diagonal upper triangle of a layer's sketch Gram (m x m): independent of its width."""
+    x = units.astype(np.float32)
+    gram = x.T @ x / len(x)
+    return gram[np.triu_indices(len(gram), k=1)].astype(np.float32)
+
+
 def _depth_binned(values: list[np.ndarray], depths: list[float], bins: int = DEPTH_BINS) -> np.ndarray:
     """Average per-layer vectors within depth bins; an empty bin takes the nearest layer's."""
     stacked = np.stack(values)
@@ -85,9 +93,8 @@ def dna_inputs(dna: DNA) -> tuple[dict[str, np.ndarray], dict[str, float]]:
     sketch = dna.genes.get("weight_sketch")
     if sketch is not None:
         layers = sketch.meta["layers"]
-        blocks["weights"] = _depth_binned(
-            [sketch.arrays[f"gram{i}"] for i in range(len(layers))], [layer[4] for layer in layers]
-        )
+        grams = [_gram(sketch.arrays[f"units{i}"]) for i in range(len(layers))]
+        blocks["weights"] = _depth_binned(grams, [layer[4] for layer in layers])
         masks["weights"] = 1.0
     stats = dna.genes.get("weight_stats")
     if stats is not None:

@@ -31,6 +31,17 @@ def state_to_numpy(state: dict[str, Any]) -> dict[str, np.ndarray]:
     return out
 
 
+def _pooled(output: torch.Tensor) -> torch.Tensor:
+    """Feature maps (n, c, h, w) average-pooled to at most 4 x 4 positions before flattening.
+
+    Hidden features are compared as probe-by-probe kernels; full-resolution maps cost far more
+    (memory and time) than the coarse spatial layout they add.
+    """
+    if output.ndim == 4 and output.shape[2] * output.shape[3] > 16:
+        return torch.nn.functional.adaptive_avg_pool2d(output, (min(4, output.shape[2]), min(4, output.shape[3])))
+    return output
+
+
 def _flatten_outputs(output: Any) -> torch.Tensor:
     """The first tensor of a module output (tuples, dicts, HF ModelOutput), flattened per sample."""
     if isinstance(output, dict) or (hasattr(output, "values") and not isinstance(output, torch.Tensor)):
@@ -135,7 +146,9 @@ def _hooks(
                 calls[name] = calls.get(name, 0) + 1
                 key = name if calls[name] == 1 else f"{name}#{calls[name]}"
                 with contextlib.suppress(ProbeError):
-                    sink.setdefault(key, []).append(_flatten_outputs(out).float().numpy())
+                    first = out if isinstance(out, torch.Tensor) else None
+                    flat = _flatten_outputs(_pooled(first) if first is not None else out)
+                    sink.setdefault(key, []).append(flat.float().numpy())
 
             handles.append(modules[name].register_forward_hook(hook))
         yield
