@@ -225,7 +225,17 @@ def compare_many(
         if bundle is not None:
             learned_entry = learned_evidence(bundle.assess(src, tgt), bundle.null_logits())
         results.append(
-            decide(_name(source, src), _name(ref, tgt), ACCESS_LEVELS[used], scores, cal, alpha, custom, learned_entry)
+            decide(
+                _name(source, src),
+                _name(ref, tgt),
+                ACCESS_LEVELS[used],
+                scores,
+                cal,
+                alpha,
+                custom,
+                learned_entry,
+                recipe=src.recipe(),
+            )
         )
     return results
 

@@ -12,10 +12,10 @@ from progenitor.genes import get_gene
 from progenitor.stats import cauchy_combination, fisher_z, predictive_p_value
 
 
-def combined_p(similarities: dict[str, float], calibration: Calibration) -> float | None:
+def combined_p(similarities: dict[str, float], calibration: Calibration, recipe: str | None = None) -> float | None:
     """The verdict's combined p-value for raw gene similarities under ``calibration``."""
     ps = [
-        predictive_p_value(fisher_z(s), calibration.genes[n].null)
+        predictive_p_value(fisher_z(s), calibration.genes[n].null_for(recipe)[0])
         for n, s in similarities.items()
         if n in calibration.genes
     ]
@@ -52,8 +52,10 @@ def score_pairs(
     return records
 
 
-def calibrate(records: list[tuple[dict[str, float], bool]], source: str) -> Calibration:
-    """A Calibration (gene nulls and p -> probability map) from scored, labelled pairs."""
+def calibrate(
+    records: list[tuple[dict[str, float], bool]], source: str, recipes: list[str | None] | None = None
+) -> Calibration:
+    """A Calibration (gene nulls, per-recipe nulls, p -> probability map) from scored, labelled pairs."""
     names = {n for sims, _ in records for n in sims}
     versions = {n: get_gene(n).version for n in sorted(names)}
-    return fit_calibration(records, versions, source, combine=combined_p)
+    return fit_calibration(records, versions, source, combine=combined_p, recipes=recipes)

@@ -22,6 +22,7 @@ import numpy as np
 from progenitor.errors import ProgenitorError
 
 CALIBRATION_VERSION = 1
+MIN_GROUP = 8
 DEFAULT_NAME = "default-calibration.json"
 
 
@@ -32,6 +33,15 @@ class GeneNull:
     version: int
     null: list[float]
     derived: list[float] = field(default_factory=list)
+    # The null split by the source's recipe (``DNA.recipe()``): independents of one recipe are
+    # often far more alike than the pooled null says (e.g. two MLPs on the same data).
+    groups: dict[str, list[float]] = field(default_factory=dict)
+
+    def null_for(self, recipe: str | None) -> tuple[list[float], str]:
+        """The recipe's own null when it has at least ``MIN_GROUP`` samples, else the pooled one."""
+        if recipe is not None and len(self.groups.get(recipe, [])) >= MIN_GROUP:
+            return self.groups[recipe], f"recipe {recipe}"
+        return self.null, "pooled"
 
 
 @dataclass
@@ -53,6 +63,7 @@ class Calibration:
                     "version": g.version,
                     "null": [round(v, 5) for v in g.null],
                     "derived": [round(v, 5) for v in g.derived],
+                    "groups": {k: [round(v, 5) for v in vs] for k, vs in g.groups.items()},
                 }
                 for n, g in self.genes.items()
             },
@@ -80,7 +91,8 @@ def load_calibration(path: str | Path | None = None) -> Calibration:
     if raw.get("calibration_version") != CALIBRATION_VERSION:
         raise ProgenitorError(f"{where}: calibration version {raw.get('calibration_version')} unknown")
     genes = {
-        n: GeneNull(int(g["version"]), list(g["null"]), list(g.get("derived", []))) for n, g in raw["genes"].items()
+        n: GeneNull(int(g["version"]), list(g["null"]), list(g.get("derived", [])), dict(g.get("groups", {})))
+        for n, g in raw["genes"].items()
     }
     a, b = raw.get("logistic", [0.0, 1.0])
     return Calibration(genes, (float(a), float(b)), raw.get("source", where))
@@ -106,6 +118,7 @@ def fit_calibration(
     versions: dict[str, int],
     source: str,
     combine: Any = None,
+    recipes: list[str | None] | None = None,
 ) -> Calibration:
     """Fit a calibration from ``(gene similarities, derived?)`` records of labelled pairs.
 
@@ -114,23 +127,30 @@ def fit_calibration(
             Negatives should be independently trained models (other seeds of the same recipe).
         versions: gene name -> extractor version the similarities were measured with.
         source: a description of the pairs (e.g. the zoo hash and split).
-        combine: function(similarities, Calibration) -> combined p-value, used to fit the
-            logistic map; when None only the nulls are fitted.
+        combine: function(similarities, Calibration, recipe) -> combined p-value, used to fit
+            the logistic map; when None only the nulls are fitted.
+        recipes: per record, the source's recipe signature (``DNA.recipe()``); the null is then
+            also kept per recipe.
     """
     from progenitor.stats import fisher_z
 
     records = list(records)
+    keys = recipes if recipes is not None else [None] * len(records)
     genes: dict[str, GeneNull] = {}
     for name, version in versions.items():
         null = [fisher_z(s[name]) for s, derived in records if not derived and name in s]
         pos = [fisher_z(s[name]) for s, derived in records if derived and name in s]
+        groups: dict[str, list[float]] = {}
+        for (s, derived), key in zip(records, keys, strict=True):
+            if not derived and name in s and key is not None:
+                groups.setdefault(key, []).append(fisher_z(s[name]))
         if len(null) >= 3:
-            genes[name] = GeneNull(version, null, pos)
+            genes[name] = GeneNull(version, null, pos, groups)
     cal = Calibration(genes, (0.0, 1.0), source)
     if combine is not None:
         xs, ys = [], []
-        for sims, derived in records:
-            p = combine(sims, cal)
+        for (sims, derived), key in zip(records, keys, strict=True):
+            p = combine(sims, cal, key)
             if p is not None:
                 xs.append(min(-math.log10(max(p, 1e-300)), 50.0))
                 ys.append(1.0 if derived else 0.0)

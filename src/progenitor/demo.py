@@ -25,14 +25,16 @@ def default_dir() -> Path:
 def run_demo(out: Path | None = None, progress: Callable[[str], None] | None = None) -> list[dict[str, Any]]:
     """Build the smoke zoo (cached) and compare its sources with every other model.
 
-    Returns one row per pair: source, target, truth (``derived`` or the negative's kind),
-    verdict, probability, p-value, and whether the verdict is right (derived iff truly derived).
+    Returns one row per pair: source, target, truth (``derived`` or the negative's kind), kind
+    (the derivation kind of derived pairs), verdict, probability, p-value, and whether the
+    verdict is right (derived iff truly derived).
     """
     root = out or default_dir()
     build_zoo("smoke", root, progress=progress is not None)
     zoo = ZooDNA(root)
     ids = zoo.model_ids()
     truth = {(p.source, p.target): ("derived" if p.derived else p.kind) for p in zoo.pairs_all()}
+    kinds = {(p.source, p.target): p.kind for p in zoo.pairs_all()}
     rows = []
     for source in [i for i in ids if zoo.models[i].get("root")]:
         targets = [t for t in ids if (source, t) in truth]
@@ -44,6 +46,7 @@ def run_demo(out: Path | None = None, progress: Callable[[str], None] | None = N
                     "source": source,
                     "target": target,
                     "truth": label,
+                    "kind": kinds[(source, target)],
                     "verdict": r.verdict,
                     "probability": r.probability,
                     "p_value": r.p_value,

@@ -67,6 +67,20 @@ class DNA:
         vec = 0 if self.vector is None else self.vector.nbytes
         return vec + sum(g.nbytes() for g in self.genes.values())
 
+    def recipe(self) -> str:
+        """A short signature of the model's recipe, for recipe-specific nulls in a calibration.
+
+        The layer structure (kind, units, fan-in of every weight matrix) when weights were read,
+        else the output width: models with one signature are "the same recipe" up to seed and data.
+        """
+        sketch = self.genes.get("weight_sketch")
+        if sketch is not None:
+            shape = ";".join(f"{k}{u}x{'x'.join(map(str, f))}" for _, k, u, f, _ in sketch.meta["layers"])
+        else:
+            out = self.genes.get("output_geometry")
+            shape = f"outputs{out.meta.get('width')}" if out is not None else "unknown"
+        return hashlib.sha256(shape.encode()).hexdigest()[:16]
+
     def summary(self) -> dict[str, Any]:
         """JSON-able description (what ``progenitor inspect`` prints)."""
         return {

@@ -11,15 +11,15 @@ dependent. The verdict is
   is below ``5 * alpha`` (the evidence disagrees or is borderline),
 * ``unrelated`` otherwise.
 
-When a learned Model DNA is available (``progenitor.learn``), its classifier's calibrated
-P(derived) joins the evidence as ``learned_dna``: its logit gets a p-value against the logits of
-independent pairs held out at training, it enters the combination like a gene, and its
-probability becomes the verdict's probability. If it then disagrees with the combined p-value
-(P >= 0.5 but p >= alpha, or P < 0.5 but p < alpha) the verdict is ``inconclusive``: for instance
-a pair whose genes match strongly but whose direction says the target is the ancestor.
+When a learned Model DNA is available (``progenitor.learn``), its classifier's output joins the
+evidence as ``learned_dna`` (relation, direction, P(derived), and a p-value of its logit against
+independent pairs held out at training). It does not enter the combination: on held-out zoo
+families it separates derived from independent pairs less well than the genes (see
+BENCHMARKS.md), so it must not outvote them. It can only make the verdict ``inconclusive``: when
+the genes say related but the learned direction head is confident that the *target* is the
+ancestor (direction < ``REVERSED``), a reversed pair is not reported as derived.
 
-Without the learned part, the probability is a calibrated map of the combined p-value
-(``Calibration.logistic``).
+The probability is a calibrated map of the combined p-value (``Calibration.logistic``).
 """
 
 from __future__ import annotations
@@ -37,6 +37,7 @@ from progenitor.stats import cauchy_combination, fisher_z, predictive_p_value, s
 Verdict = Literal["derived", "unrelated", "inconclusive"]
 DEFAULT_ALPHA = 0.01
 INCONCLUSIVE_FACTOR = 5.0
+REVERSED = 0.2
 
 
 @dataclass
@@ -64,11 +65,15 @@ class Comparison:
         }
 
 
-def _gene_null(name: str, calibration: Calibration, custom: dict[str, list[float]] | None) -> tuple[list[float], str]:
+def _gene_null(
+    name: str, calibration: Calibration, custom: dict[str, list[float]] | None, recipe: str | None
+) -> tuple[list[float], str]:
+    """The null for a gene: supplied independents, else the calibration's (recipe's own if it has one)."""
     if custom and name in custom and len(custom[name]) >= 3:
         return custom[name], "supplied independent models"
     if name in calibration.genes:
-        return calibration.genes[name].null, calibration.source
+        null, which = calibration.genes[name].null_for(recipe)
+        return null, f"{calibration.source} ({which} null)"
     return [], ""
 
 
@@ -76,12 +81,13 @@ def gene_evidence(
     scores: dict[str, GeneScore],
     calibration: Calibration,
     custom_null: dict[str, list[float]] | None = None,
+    recipe: str | None = None,
 ) -> dict[str, dict[str, Any]]:
     """Per gene: similarity, Fisher z, null summary and one-sided p-value (None if no null)."""
     out: dict[str, dict[str, Any]] = {}
     for name, score in scores.items():
         z = fisher_z(score.similarity)
-        null, where = _gene_null(name, calibration, custom_null)
+        null, where = _gene_null(name, calibration, custom_null, recipe)
         entry: dict[str, Any] = {"similarity": round(score.similarity, 6), "z": round(z, 4)}
         if len(null) >= 3:
             entry.update(
@@ -126,11 +132,14 @@ def decide(
     alpha: float = DEFAULT_ALPHA,
     custom_null: dict[str, list[float]] | None = None,
     learned: dict[str, Any] | None = None,
+    recipe: str | None = None,
 ) -> Comparison:
-    """Turn gene scores (and the learned classifier's output) into a Comparison."""
-    evidence = gene_evidence(scores, calibration, custom_null)
-    if learned is not None:
-        evidence["learned_dna"] = learned
+    """Turn gene scores (and the learned classifier's output) into a Comparison.
+
+    ``recipe`` is the source's recipe signature (``DNA.recipe()``): when the calibration holds
+    independents of that recipe, their null is used instead of the pooled one.
+    """
+    evidence = gene_evidence(scores, calibration, custom_null, recipe)
     p = combined_p_value(evidence)
     if p is None:
         return Comparison(
@@ -149,18 +158,14 @@ def decide(
         )
     a, b = calibration.logistic
     probability = sigmoid(a + b * min(-math.log10(max(p, 1e-300)), 50.0))
-    if learned is not None:
-        probability = float(learned["probability"])
     significant = sorted(
         (n for n, e in evidence.items() if (e.get("p_value") or 1.0) < alpha), key=lambda n: evidence[n]["p_value"]
     )
-    disagree = learned is not None and (probability >= 0.5) != (p < alpha)
-    if disagree:
+    if learned is not None and p < alpha and learned["direction"] < REVERSED:
         verdict: Verdict = "inconclusive"
         reason = (
-            f"evidence disagrees: combined p-value {p:.3g} vs alpha {alpha}, learned "
-            f"P(derived) {probability:.2f} (relation {learned['relation']:.2f}, "
-            f"direction {learned['direction']:.2f})"
+            f"related (combined p-value {p:.3g}) but the learned direction says the target is the "
+            f"ancestor (direction {learned['direction']:.2f} < {REVERSED})"
         )
     elif p < alpha:
         verdict = "derived"
@@ -188,5 +193,6 @@ def decide(
             "alpha": alpha,
             "reason": reason,
             "calibration": calibration.source,
+            **({"learned_dna": learned} if learned is not None else {}),
         },
     )

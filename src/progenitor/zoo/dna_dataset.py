@@ -161,7 +161,7 @@ class ZooDNA:
         return TrainingSet([dnas[i] for i in ids], [self.models[i]["family"] for i in ids], pairs)
 
 
-NULL_KINDS = ("same-arch-same-data-other-seed", "same-arch-other-data", "other-arch")
+NULL_KINDS = ("same-arch-same-data-other-seed", "same-arch-other-data")
 
 
 def calibrate_on_zoo(
@@ -184,4 +184,5 @@ def calibrate_on_zoo(
         records,
         f"zoo {zoo.manifest['name']} {zoo.zoo_hash[:12]}, {split} split: "
         f"{len(records) - negatives} derived and {negatives} independent pairs",
+        recipes=[zoo.dna(p.source).recipe() for p in pairs],
     )
