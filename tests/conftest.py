@@ -8,6 +8,9 @@ from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+# Zoo builds in tests use one thread: deterministic for any fixed count, and much faster than two
+# pinned threads on a loaded 2-core machine.
+os.environ.setdefault("PROGENITOR_ZOO_THREADS", "1")
 sys.path.insert(0, str(Path(__file__).parent))  # the `families` helper module
 
 import numpy as np

@@ -403,7 +403,10 @@ def _student(parent: Built, arch: str | None, seed: int) -> tuple[ZooNet, str]:
 
 
 @register_derivation(
-    "distill", "distill", {"arch": None, "n": 6000, "epochs": 3, "lr": 1e-3, "temperature": 4.0, "alpha": 0.7}
+    "distill",
+    "distill",
+    {"arch": None, "n": 12000, "epochs": 4, "lr": 1e-3, "temperature": 2.0, "alpha": 0.9},
+    version=2,
 )
 def distill_op(parent: Built, params: dict[str, Any], ctx: DeriveContext) -> Built:
     """Knowledge distillation on the teacher's own training data (soft targets + labels)."""
@@ -423,7 +426,9 @@ def distill_op(parent: Built, params: dict[str, Any], ctx: DeriveContext) -> Bui
     return Built(student, arch, parent.task, data.name)
 
 
-@register_derivation("extract_labels", "extract", {"arch": None, "part": "derive", "n": 6000, "epochs": 3, "lr": 1e-3})
+@register_derivation(
+    "extract_labels", "extract", {"arch": None, "part": "derive", "n": 12000, "epochs": 4, "lr": 1e-3}, version=2
+)
 def extract_labels(parent: Built, params: dict[str, Any], ctx: DeriveContext) -> Built:
     """Model extraction through a label-only API, on data the source never saw."""
     data = ctx.data(parent.task, params["part"], params["n"])
@@ -433,7 +438,9 @@ def extract_labels(parent: Built, params: dict[str, Any], ctx: DeriveContext) ->
     return Built(student, arch, parent.task, data.name, facts={"targets": "parent arg-max"})
 
 
-@register_derivation("extract_probs", "extract", {"arch": None, "part": "derive", "n": 6000, "epochs": 3, "lr": 1e-3})
+@register_derivation(
+    "extract_probs", "extract", {"arch": None, "part": "derive", "n": 12000, "epochs": 4, "lr": 1e-3}, version=2
+)
 def extract_probs(parent: Built, params: dict[str, Any], ctx: DeriveContext) -> Built:
     """Model extraction through a probability API (KL to its softmax), on unseen data."""
     data = ctx.data(parent.task, params["part"], params["n"])

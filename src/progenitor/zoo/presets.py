@@ -81,6 +81,11 @@ _OTHER_ARCH = {"mlp": "cnn", "cnn": "mlp", "cnn_bn": "resnet", "resnet": "cnn_bn
 _LR = {"resnet": 3e-3}
 
 
+def _lr(arch: str) -> float:
+    """Learning rate for training an architecture from scratch (the small ResNet wants more)."""
+    return _LR.get(arch, 1e-3)
+
+
 def _full_battery(b: SpecBuilder, root: str, arch: str) -> None:
     """Every image derivation, at several strengths, plus chains up to depth 3."""
     other = _OTHER_ARCH[arch]
@@ -101,10 +106,10 @@ def _full_battery(b: SpecBuilder, root: str, arch: str) -> None:
     b.derive(root, "fp16", "fp16")
     b.derive(root, "onnx", "onnx")
     b.derive(root, "onnx-int8", "onnx_int8")
-    d_same = b.derive(root, "distill-same", "distill", seed=11)
-    b.derive(root, f"distill-{other}", "distill", seed=12, arch=other)
-    b.derive(root, "extract-labels", "extract_labels", seed=13)
-    b.derive(root, f"extract-probs-{other}", "extract_probs", seed=14, arch=other)
+    d_same = b.derive(root, "distill-same", "distill", seed=11, lr=_lr(arch))
+    b.derive(root, f"distill-{other}", "distill", seed=12, arch=other, lr=_lr(other))
+    b.derive(root, "extract-labels", "extract_labels", seed=13, lr=_lr(arch))
+    b.derive(root, f"extract-probs-{other}", "extract_probs", seed=14, arch=other, lr=_lr(other))
     b.derive(root, "adv", "adversarial")
     perm = b.derive(root, "permute", "permute", seed=21)
     b.derive(root, "noise1", "noise", seed=22, relative_std=0.01)
@@ -127,14 +132,14 @@ def _light_battery(b: SpecBuilder, root: str, arch: str) -> None:
     b.derive(root, "prune50", "prune", sparsity=0.5)
     b.derive(root, "onnx-int8", "onnx_int8")
     b.derive(root, "noise1", "noise", seed=22, relative_std=0.01)
-    b.derive(root, f"extract-probs-{_OTHER_ARCH[arch]}", "extract_probs", seed=14, arch=_OTHER_ARCH[arch])
+    other = _OTHER_ARCH[arch]
+    b.derive(root, f"extract-probs-{other}", "extract_probs", seed=14, arch=other, lr=_lr(other))
     b.derive(ft, "permute", "permute", seed=21)
 
 
 @register_preset(
     "standard",
-    "~550 image models: 5 architectures x 6 seeds, other data, "
-    "every derivation and chains (about 15-25 min on 2 cores)",
+    "671 image models: 5 architectures x 7 sources (+3 on digits), every derivation, chains",
 )
 def standard() -> ZooSpec:
     """The benchmark zoo (images).
@@ -145,7 +150,7 @@ def standard() -> ZooSpec:
     """
     b = SpecBuilder("standard", "image zoo for training and benchmarking provenance methods")
     for i, arch in enumerate(IMAGE_ARCHS):
-        lr = _LR.get(arch, 1e-3)
+        lr = _lr(arch)
         for seed in range(6):
             root = b.source(
                 f"{arch}-fa-s{seed}",

@@ -23,7 +23,7 @@ def _small_battery(b: SpecBuilder, root: str, other_arch: str, full: bool) -> No
 
 @register_preset(
     "text",
-    "~70 text models: tiny BERT classifiers, tiny GPT-2/Llama LMs and the real all-MiniLM-L6-v2 with derived children",
+    "117 text models: tiny BERT classifiers, tiny GPT-2/Llama LMs, the real all-MiniLM-L6-v2 and derived children",
 )
 def text() -> ZooSpec:
     """Text families.
