@@ -27,8 +27,10 @@ parent search (``direction=``). The shipped ones:
   (``LearnedDNA.assess(a, b)["direction"]``), trained on the zoo's derivations; needs a learned
   Model DNA (the packaged default, when one ships).
 
-``auto`` (the default of the tree and the search) is ``learned`` when a learned Model DNA is in
-use, else ``weight_stats``.
+``auto`` (the default of the tree and the search) is ``weight_stats`` when both models have
+weight moments, else ``learned`` when a learned Model DNA is in use, else ``weight_stats`` (which
+then falls back on sizes). The explicit weight cues come first because on held-out zoo families
+the packaged learned classifier is the weaker signal (BENCHMARKS.md).
 """
 
 from __future__ import annotations
@@ -64,15 +66,21 @@ def register_direction(name: str, description: str) -> Callable[[DirectionSignal
 def get_direction(name_or_fn: str | DirectionSignal, bundle: Any = None) -> DirectionSignal:
     """The registered signal called ``name`` (a callable is returned as is).
 
-    ``auto`` is the learned classifier's direction when ``bundle`` (a ``LearnedDNA``) is given,
-    else ``weight_stats``.
+    ``auto``: ``weight_stats`` when both DNAs hold weight moments, else the learned classifier's
+    direction when ``bundle`` (a ``LearnedDNA``) is given, else ``weight_stats``.
     """
     if callable(name_or_fn):
         return name_or_fn
     if name_or_fn == "auto":
         if bundle is None:
             return weight_stats_direction
-        return lambda a, b: float(bundle.assess(a, b)["direction"])
+
+        def auto(a: DNA, b: DNA) -> float:
+            if "weight_stats" in a.genes and "weight_stats" in b.genes:
+                return weight_stats_direction(a, b)
+            return float(bundle.assess(a, b)["direction"])
+
+        return auto
     if name_or_fn not in _SIGNALS:
         raise ProgenitorError(f"unknown direction signal {name_or_fn!r}; known: {', '.join(sorted(_SIGNALS))}")
     return _SIGNALS[name_or_fn][0]

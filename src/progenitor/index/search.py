@@ -41,6 +41,10 @@ from progenitor.verdict import DEFAULT_ALPHA
 __all__ = ["Candidate", "ParentSearch", "SearchResult", "resolve_target", "search_parents"]
 
 
+# Below this many registered models every one is re-ranked (exact); above, vector retrieval.
+EXHAUSTIVE_UP_TO = 2000
+
+
 @dataclass
 class Candidate:
     """A registered model considered as the target's parent."""
@@ -179,8 +183,10 @@ class ParentSearch:
         order_prior: float = 0.5,
         tie_tolerance: float = 0.5,
         learned: Any = True,
+        exhaustive_up_to: int = EXHAUSTIVE_UP_TO,
     ) -> None:
         self.registry = registry
+        self.exhaustive_up_to = exhaustive_up_to
         self.calibration = calibration if isinstance(calibration, Calibration) else load_calibration(calibration)
         self.alpha = alpha
         self.bundle = learned_bundle(learned)
@@ -195,8 +201,13 @@ class ParentSearch:
             self.index = VectorIndex(ids, vectors, backend)
 
     def candidates_for(self, target: DNA, k: int) -> tuple[list[int], dict[int, float], str]:
-        """Registered ids to re-rank, their retrieval similarity, and how they were chosen."""
-        if self.index is not None and target.vector is not None:
+        """Registered ids to re-rank, their retrieval similarity, and how they were chosen.
+
+        Collections up to ``exhaustive_up_to`` models are re-ranked exhaustively (exact, and fast
+        enough): the learned vectors then cannot lose a parent. Larger ones retrieve the ``k``
+        nearest learned vectors first.
+        """
+        if self.index is not None and target.vector is not None and len(self.entries) > self.exhaustive_up_to:
             ids, scores = self.index.search(target.vector, k)
             return (
                 [int(i) for i in ids],

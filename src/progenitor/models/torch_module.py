@@ -105,6 +105,8 @@ class TorchModuleModel(Model):
 
     def features(self, batch: Batch) -> dict[str, np.ndarray]:
         """Outputs of every leaf module (but dropout/identity), via hooks removed afterwards."""
+        if "features" not in self.capabilities:
+            return super().features(batch)  # raises AccessError
         return self.forward_and_features(batch)[1]
 
     def forward_and_features(self, batch: Batch) -> tuple[np.ndarray, dict[str, np.ndarray]]:
