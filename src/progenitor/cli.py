@@ -267,9 +267,11 @@ def calibrate_cmd(
     _err(f"wrote {out}: {cal.source}")
 
 
-from progenitor.cli_index import register as _register_index  # noqa: E402  (after the core commands)
+from progenitor.cli_bench import register as _register_bench  # noqa: E402  (after the core commands)
+from progenitor.cli_index import register as _register_index  # noqa: E402
 
 _register_index(app)
+_register_bench(app)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,0 +1,290 @@
+"""Every benchmarked method behind one adapter: ours (``progenitor``, ``progenitor-genes``) and
+each registered baseline.
+
+An adapter splits a method the way the benchmark measures it: ``fingerprint`` (timed per model,
+its bytes counted), ``target_fingerprint`` for source-dependent methods (ModelDiff queries the
+target on the source's searched inputs: a per-pair cost), ``score`` (timed per pair) and, where
+the method has its own rules, ``pick_parent`` (Nikolić et al.'s Holm-Bonferroni parent test) and
+the verdict it reaches at its operating point.
+
+Our two rows share one DNA per model (extracted once, with the zoo's probe set and a sample of
+the model's training data, exactly as ``progenitor.zoo.dna_dataset.ZooDNA`` extracts it):
+
+* ``progenitor``: the full verdict of ``compare_many`` (genes + the learned Model DNA when one is
+  given or ships); rank score ``-log10`` of the combined p-value; operating point: the verdict
+  ``derived`` at ``alpha``;
+* ``progenitor-genes``: the same with ``learned=False`` (training-free).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from progenitor.api import compare_many, extract
+from progenitor.baselines import (
+    BaselineNotApplicable,
+    fingerprint_nbytes,
+    get_baseline,
+    list_baselines,
+    parent_test,
+)
+from progenitor.baselines._base import Baseline
+from progenitor.calibration import Calibration
+from progenitor.dna import DNA
+from progenitor.errors import ProgenitorError
+from progenitor.genes import GeneNotApplicable
+from progenitor.models.base import Model
+from progenitor.probes import ProbeSet
+from progenitor.verdict import DEFAULT_ALPHA
+from progenitor.zoo.dna_dataset import _data_sample  # the zoo's own sample of a model's training data
+
+NOT_APPLICABLE = (BaselineNotApplicable, GeneNotApplicable, ProgenitorError, NotImplementedError)
+P_FLOOR = 1e-300
+OURS = ("progenitor", "progenitor-genes")
+
+
+@dataclass
+class PairResult:
+    """A method's answer on one pair.
+
+    ``score``: higher means more likely derived (``nan`` when the method could not score it);
+    ``p_value`` where the method defines one; ``decided``: the method's own verdict at its
+    operating point where it has one (ours: verdict ``derived``); ``tiebreak`` orders equal
+    scores in parent search; ``extra``: numbers kept for trees and the per-pair file.
+    """
+
+    score: float
+    p_value: float | None = None
+    decided: bool | None = None
+    tiebreak: float = 0.0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+MISSING = PairResult(float("nan"))
+
+
+@dataclass
+class BenchContext:
+    """What every adapter may use: the probe set, ours' calibration and learned DNA, alpha."""
+
+    probes: ProbeSet
+    calibration: Calibration
+    bundle: Any = None  # a LearnedDNA, or None
+    alpha: float = DEFAULT_ALPHA
+    dnas: dict[str, tuple[DNA, float]] = field(default_factory=dict)  # shared by our two rows
+
+
+class Method(ABC):
+    """One benchmarked method (see the module docstring)."""
+
+    name: str
+    access: str
+    family: str  # "ours" or "baseline"
+    source_dependent: bool = False
+    own_parent_test: bool = False  # pick_parent replaces argmax + operating point
+    min_candidates: int = 1
+    paper: str = ""
+
+    @abstractmethod
+    def fingerprint(self, model: Model, entry: dict[str, Any]) -> tuple[Any, float]:
+        """The method's fingerprint of ``model`` and the seconds it took (may raise NotApplicable)."""
+
+    @abstractmethod
+    def nbytes(self, fp: Any) -> int:
+        """Bytes of a fingerprint (what a registry would store per model)."""
+
+    def target_fingerprint(self, model: Model, entry: dict[str, Any], fp_source: Any) -> Any:
+        """The target's fingerprint for one source (only source-dependent methods override)."""
+        raise NotImplementedError
+
+    @abstractmethod
+    def score(self, fp_source: Any, fp_targets: Sequence[Any]) -> list[PairResult]:
+        """Results for one source against several targets (MISSING where not applicable)."""
+
+    def pick_parent(self, target: str, fp_target: Any, candidates: dict[str, Any],
+                    results: dict[tuple[str, str], PairResult]) -> str | None:
+        """The method's own parent rule (only where ``own_parent_test``); None means "no parent".
+
+        ``candidates`` maps candidate names to fingerprints (at least ``min_candidates``);
+        ``results`` holds the pair results already computed, keyed ``(source, target)``.
+        """
+        raise NotImplementedError
+
+    @property
+    def has_own_verdict(self) -> bool:
+        """Whether ``PairResult.decided`` is set (the method decides by its own rule)."""
+        return False
+
+
+class ProgenitorMethod(Method):
+    """Our verdict through ``compare_many`` (learned or training-free, see the module docstring)."""
+
+    access = "white"
+    family = "ours"
+    paper = "this project: Model DNA (Mu et al., ECAI 2024) with calibrated training-free genes"
+
+    def __init__(self, name: str, context: BenchContext, learned: bool) -> None:
+        self.name = name
+        self.context = context
+        self.bundle = context.bundle if learned else None
+
+    own_parent_test = True
+
+    @property
+    def has_own_verdict(self) -> bool:
+        return True
+
+    def direction(self, a: DNA, b: DNA) -> float:
+        """P(a is the parent of b), antisymmetrised: the learned direction head, else ``weight_stats``."""
+        if self.bundle is not None:
+            bundle = self.bundle
+
+            def signal(x: DNA, y: DNA) -> float:
+                return float(bundle.assess(x, y)["direction"])
+        else:
+            from progenitor.index.direction import get_direction
+
+            signal = get_direction("weight_stats")
+        forward, backward = signal(a, b), signal(b, a)
+        return forward / (forward + backward) if forward + backward > 0 else 0.5
+
+    def pick_parent(self, target: str, fp_target: Any, candidates: dict[str, Any],
+                    results: dict[tuple[str, str], PairResult]) -> str | None:
+        """The rule of ``progenitor search`` (``progenitor.index.search``): among the candidates
+        whose verdict is ``derived`` and that the direction signal does not place below the target
+        (direction >= 0.5), the cheapest parent edge (``-strength - log direction``); else none."""
+        best: tuple[float, str] | None = None
+        for name, dna in candidates.items():
+            result = results.get((name, target)) or self.score(dna, [fp_target])[0]
+            if not result.decided:
+                continue
+            d = self.direction(dna, fp_target)
+            if d < 0.5:
+                continue
+            cost = -float(result.extra.get("strength", 0.0)) - math.log(max(d, 1e-6))
+            if best is None or (cost, name) < best:
+                best = (cost, name)
+        return None if best is None else best[1]
+
+    def _dna(self, model: Model, entry: dict[str, Any]) -> tuple[DNA, float]:
+        key = entry["id"]
+        if key not in self.context.dnas:
+            started = time.perf_counter()
+            dna = extract(model, probes=self.context.probes, data=_data_sample(entry.get("data")), learned=False)
+            dna.model["ref"] = key
+            self.context.dnas[key] = (dna, time.perf_counter() - started)
+        return self.context.dnas[key]
+
+    def fingerprint(self, model: Model, entry: dict[str, Any]) -> tuple[Any, float]:
+        dna, seconds = self._dna(model, entry)
+        if self.bundle is not None:  # the learned DNA vector costs one generator pass more
+            started = time.perf_counter()
+            self.bundle.embed([dna])
+            seconds += time.perf_counter() - started
+        return dna, seconds
+
+    def nbytes(self, fp: Any) -> int:
+        vector = 4 * int(self.bundle.generator.dim) if self.bundle is not None else 0
+        return int(fp.nbytes()) + vector
+
+    def score(self, fp_source: Any, fp_targets: Sequence[Any]) -> list[PairResult]:
+        results = compare_many(fp_source, list(fp_targets), calibration=self.context.calibration,
+                               alpha=self.context.alpha, learned=self.bundle if self.bundle is not None else False)
+        return [_ours(c) for c in results]
+
+
+def _strength(evidence: dict[str, Any]) -> float:
+    """Mean standardised Fisher z over the genes with a calibrated null (orders saturated p)."""
+    values = [(g["z"] - g["null_mean_z"]) / g["null_sd_z"]
+              for g in evidence.get("genes", {}).values()
+              if g.get("p_value") is not None and g.get("null_sd_z")]
+    return float(np.mean(values)) if values else 0.0
+
+
+def _ours(comparison: Any) -> PairResult:
+    p = comparison.p_value
+    if p is None:
+        return PairResult(float("nan"), None, False, 0.0, {"verdict": comparison.verdict})
+    strength = _strength(comparison.evidence)
+    return PairResult(-math.log10(max(p, P_FLOOR)), p, comparison.verdict == "derived", strength,
+                      {"verdict": comparison.verdict, "probability": comparison.probability, "strength": strength})
+
+
+class BaselineMethod(Method):
+    """A registered baseline (``progenitor.baselines``) behind the adapter."""
+
+    family = "baseline"
+
+    def __init__(self, baseline: Baseline, context: BenchContext) -> None:
+        self.baseline = baseline
+        self.context = context
+        self.name = baseline.name
+        self.access = baseline.access
+        self.source_dependent = baseline.source_dependent
+        self.paper = baseline.paper
+
+    def fingerprint(self, model: Model, entry: dict[str, Any]) -> tuple[Any, float]:
+        del entry
+        started = time.perf_counter()
+        fp = self.baseline.fingerprint(model, self.context.probes)
+        return fp, time.perf_counter() - started
+
+    def nbytes(self, fp: Any) -> int:
+        return fingerprint_nbytes(fp)
+
+    def target_fingerprint(self, model: Model, entry: dict[str, Any], fp_source: Any) -> Any:
+        del entry
+        return self.baseline.fingerprint_target(model, self.context.probes, fp_source)
+
+    def score(self, fp_source: Any, fp_targets: Sequence[Any]) -> list[PairResult]:
+        out = []
+        for fp_target in fp_targets:
+            try:
+                r = self.baseline.score(fp_source, fp_target)
+            except NOT_APPLICABLE:
+                out.append(MISSING)
+                continue
+            out.append(PairResult(float(r.score), r.p_value, None, 0.0))
+        return out
+
+
+class NikolicMethod(BaselineMethod):
+    """Nikolić et al.: argmax parent accepted only if it beats every other candidate (Holm)."""
+
+    own_parent_test = True
+    min_candidates = 2  # the other candidates are the baseline the best one must beat
+
+    def pick_parent(self, target: str, fp_target: Any, candidates: dict[str, Any],
+                    results: dict[tuple[str, str], PairResult]) -> str | None:
+        del target, results
+        try:
+            return parent_test(fp_target, candidates, alpha=self.context.alpha).parent
+        except NOT_APPLICABLE:
+            return None
+
+
+_SPECIAL: dict[str, type[BaselineMethod]] = {"nikolic": NikolicMethod}
+
+
+def list_methods() -> list[str]:
+    """Every method name the benchmark knows: ours first, then the registered baselines."""
+    return [*OURS, *list_baselines()]
+
+
+def make_method(name: str, context: BenchContext) -> Method:
+    """The adapter for method ``name`` (see ``list_methods``)."""
+    if name in OURS:
+        return ProgenitorMethod(name, context, learned=name == "progenitor")
+    try:
+        baseline = get_baseline(name)
+    except KeyError:
+        raise ProgenitorError(f"unknown method {name!r}; known: {', '.join(list_methods())}") from None
+    return _SPECIAL.get(name, BaselineMethod)(baseline, context)
+
