@@ -10,10 +10,11 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
+from progenitor.cli_options import check_alpha, load_options
 from progenitor.errors import ProgenitorError
 
 app = typer.Typer(
@@ -35,18 +36,6 @@ def _err(message: str) -> None:
     typer.echo(message, err=True)
 
 
-def _load_options(arch: str | None, input_shape: str | None) -> dict[str, Any]:
-    options: dict[str, Any] = {}
-    if arch:
-        options["arch"] = arch
-    if input_shape:
-        try:
-            options["input_shape"] = tuple(int(v) for v in input_shape.replace("x", ",").split(","))
-        except ValueError as exc:
-            raise ProgenitorError(f"--input-shape {input_shape!r} is not a list of integers like 1,28,28") from exc
-    return options
-
-
 @app.command()
 def dna(
     models: Annotated[list[str], typer.Argument(help="model references")],
@@ -60,7 +49,7 @@ def dna(
     from progenitor.api import extract
     from progenitor.dna import save_dna
 
-    options = _load_options(arch, input_shape)
+    options = load_options(arch, input_shape)
     for i, ref in enumerate(models, 1):
         _err(f"[{i}/{len(models)}] extracting {ref}")
         result = extract(ref, probes=probes, access=access, **options)
@@ -91,8 +80,7 @@ def compare(
     from progenitor.api import compare_many
     from progenitor.report import html_report, table_rows
 
-    if not 0 < alpha < 1:
-        raise ProgenitorError(f"--alpha must be between 0 and 1, not {alpha}")
+    check_alpha(alpha)
     results = compare_many(
         source,
         targets,
@@ -102,7 +90,7 @@ def compare(
         calibration=calibration,
         null=null or None,
         progress=lambda m: _err(f"... {m}"),
-        **_load_options(arch, input_shape),
+        **load_options(arch, input_shape),
     )
     if report is not None:
         write_atomic(report, html_report(results))

@@ -16,6 +16,7 @@ from typing import Annotated, Any
 
 import typer
 
+from progenitor.cli_options import check_alpha, load_options
 from progenitor.errors import ProgenitorError
 
 index_app = typer.Typer(
@@ -49,23 +50,6 @@ def _open(db: Path | None, create: bool = False) -> Any:
     from progenitor.index import Registry
 
     return Registry(db, create=create)
-
-
-def _load_options(arch: str | None, input_shape: str | None) -> dict[str, Any]:
-    options: dict[str, Any] = {}
-    if arch:
-        options["arch"] = arch
-    if input_shape:
-        try:
-            options["input_shape"] = tuple(int(v) for v in input_shape.replace("x", ",").split(","))
-        except ValueError as exc:
-            raise ProgenitorError(f"--input-shape {input_shape!r} is not a list of integers like 1,28,28") from exc
-    return options
-
-
-def _check_alpha(alpha: float) -> None:
-    if not 0 < alpha < 1:
-        raise ProgenitorError(f"--alpha must be between 0 and 1, not {alpha}")
 
 
 # ------------------------------------------------------------------------------------- index
@@ -109,7 +93,7 @@ def index_add(
             names=[name] if name else None,
             parent=parent,
             from_scratch=from_scratch,
-            load_options=_load_options(arch, input_shape),
+            load_options=load_options(arch, input_shape),
             progress=_err,
         )
     known = len(report.skipped) + len(report.duplicates)
@@ -263,8 +247,8 @@ def search(
     """Find the most likely parents of each TARGET among the registered models (or abstain)."""
     from progenitor.index import ParentSearch, resolve_target
 
-    _check_alpha(alpha)
-    options = _load_options(arch, input_shape)
+    check_alpha(alpha)
+    options = load_options(arch, input_shape)
     results = []
     with _open(db) as registry:
         if backend not in ("auto", "faiss", "numpy"):
@@ -371,7 +355,7 @@ def tree(
     from progenitor._io import write_atomic
     from progenitor.index import build_tree, members_of
 
-    _check_alpha(alpha)
+    check_alpha(alpha)
     if sum((as_json, dot, as_html)) > 1:
         raise ProgenitorError("choose one of --json, --dot, --html")
     with _open(db) as registry:
