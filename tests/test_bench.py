@@ -167,6 +167,7 @@ def test_bench_writes_markdown_csv_and_plots(bench_out: Path) -> None:
     assert "## Summary" in md and "## ROC-AUC per derivation kind" in md
     for name in FAST_METHODS.split(","):
         assert md.count(f"| {name} |") + md.count(f"| **{name}** |") >= 3, name
+    assert json.loads((bench_out / "calibration.json").read_text())["genes"]
     header = (bench_out / "pairs.csv").read_text().splitlines()[0].split(",")
     assert header[:5] == ["set", "source", "target", "derived", "kind"] and header[5:] == FAST_METHODS.split(",")
     for plot in ("roc_by_kind.png", "auc_heatmap.png", "cost_vs_accuracy.png"):

@@ -10,14 +10,18 @@ from typing import Annotated
 
 import typer
 
+from progenitor.errors import ProgenitorError
+
 
 def _err(message: str) -> None:
     typer.echo(message, err=True)
 
 
 def bench(
-    zoo: Annotated[Path, typer.Option("--zoo", help="a built zoo (progenitor zoo build)")],
-    out: Annotated[Path, typer.Option("--out", "-o", help="folder for results.json, results.md, pairs.csv, plots")],
+    zoo: Annotated[Path | None, typer.Option("--zoo", help="a built zoo (progenitor zoo build); required")] = None,
+    out: Annotated[
+        Path | None, typer.Option("--out", "-o", help="folder for results.json, results.md, pairs.csv, plots; required")
+    ] = None,
     methods: Annotated[
         str | None, typer.Option("--methods", help="comma-separated methods (default: all; see --list)")
     ] = None,
@@ -48,6 +52,8 @@ def bench(
         for name in list_methods():
             typer.echo(name)
         return
+    if zoo is None or out is None:
+        raise ProgenitorError("progenitor bench needs --zoo DIR and --out DIR (or --list)")
     chosen = [m.strip() for m in methods.split(",") if m.strip()] if methods else None
     config = BenchConfig(
         zoo=zoo, out=out, methods=chosen, split=split, scheme=scheme, alpha=alpha,

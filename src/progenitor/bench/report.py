@@ -128,6 +128,7 @@ def markdown(results: dict[str, Any]) -> str:
     t, env, zoo, ours = results["tasks"], results["environment"], results["zoo"], results["ours"]
     machine = env["machine"]
     load = (machine.get("load_average_1_5_15", ["?"])[0], env.get("load_average_at_end", ["?"])[0])
+    jobs, threads = max(1, results["config"].get("jobs", 1)), results["config"].get("threads", 1)
     errors = [f"- `{n}` failed: {m['error']}" for n, m in results["methods"].items() if m.get("error")]
     parts = [
         "# progenitor bench",
@@ -138,8 +139,8 @@ def markdown(results: dict[str, Any]) -> str:
         f"Thresholds set on {t['threshold_pairs']} independent pairs of the `{t['threshold_split']}` split.",
         f"Ours: learned DNA {ours['learned']}; calibration {ours['calibration']}.",
         f"Commit `{(env['git_commit'] or 'unknown')[:12]}`{' (dirty)' if env['git_dirty'] else ''}; "
-        f"{machine['cpu']}, {machine['cores']} cores, torch threads {machine['torch_threads']}, "
-        f"{results['config'].get('jobs', 1)} job(s); load average {load[0]} at start, {load[1]} at end; "
+        f"{machine['cpu']}, {machine['cores']} cores, {machine.get('memory_gb')} GB; {jobs} job(s) of "
+        f"{max(1, threads // jobs)} torch thread(s); load average {load[0]} at start, {load[1]} at end; "
         f"wall time {results['seconds']:.0f} s.",
         "",
         f"Command: `{results['command'] or 'progenitor bench'}`",

@@ -13,9 +13,6 @@ from __future__ import annotations
 import copy
 import json
 import os
-import platform
-import shlex
-import subprocess
 import sys
 import time
 import traceback
@@ -25,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from progenitor.api import score_genes
+from progenitor.bench.env import command_line, environment
 from progenitor.bench.evaluate import MethodRun, evaluate
 from progenitor.bench.methods import MISSING, NOT_APPLICABLE, OURS, BenchContext, Method, list_methods, make_method
 from progenitor.bench.tasks import Tasks, make_tasks
@@ -74,15 +72,12 @@ class ModelCache:
     def __init__(self, zoo: ZooDNA) -> None:
         self.zoo = zoo
         self.handles: dict[str, Model] = {}
-        self.open_seconds: dict[str, float] = {}
 
     def get(self, model_id: str) -> Model:
         """The handle of ``model_id`` (opened on first use)."""
         if model_id not in self.handles:
             entry = self.zoo.models[model_id]
-            started = time.perf_counter()
             self.handles[model_id] = load(str(self.zoo.root / entry["path"]), **entry["load"])
-            self.open_seconds[model_id] = time.perf_counter() - started
         return self.handles[model_id]
 
 
@@ -221,69 +216,6 @@ def run_method(method: Method, tasks: Tasks, cache: ModelCache, trees: bool, see
     return run
 
 
-def environment() -> dict[str, Any]:
-    """Versions, git commit and machine, for the results file."""
-    import numpy
-    import scipy
-    import torch
-
-    import progenitor
-
-    root = Path(progenitor.__file__).resolve().parents[2]
-    commit, dirty = None, None
-    try:
-        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True,
-                                check=True, timeout=10).stdout.strip()
-        dirty = bool(subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
-                                    capture_output=True, text=True, check=True, timeout=10).stdout.strip())
-    except (OSError, subprocess.SubprocessError):
-        pass
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return {
-        "progenitor": getattr(progenitor, "__version__", "unknown"),
-        "python": sys.version.split()[0],
-        "torch": torch.__version__,
-        "numpy": numpy.__version__,
-        "scipy": scipy.__version__,
-        "git_commit": commit,
-        "git_dirty": dirty,
-        "machine": {"platform": platform.platform(), "cpu": cpu, "cores": os.cpu_count(),
-                    "torch_threads": torch.get_num_threads(), "memory_gb": _memory_gb(),
-                    "load_average_1_5_15": [round(v, 2) for v in os.getloadavg()]},
-    }
-
-
-def _memory_gb() -> float | None:
-    try:
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemTotal:"):
-                return round(int(line.split()[1]) / 2**20, 1)
-    except (OSError, ValueError):
-        pass
-    return None
-
-
-def command_line(config: BenchConfig) -> str:
-    """The command line that reproduces ``config`` (every option spelled out)."""
-    parts = ["progenitor", "bench", "--zoo", str(config.zoo), "--out", str(config.out)]
-    if config.methods:
-        parts += ["--methods", ",".join(config.methods)]
-    parts += ["--split", config.split, "--scheme", config.scheme, "--alpha", f"{config.alpha:g}",
-              "--threshold-split", config.threshold_split, "--threshold-models", str(config.threshold_models),
-              "--learned", config.learned, "--calibration", config.calibration, "--seed", str(config.seed),
-              "--threads", str(config.threads), "--jobs", str(config.jobs)]
-    parts += [] if config.trees else ["--no-trees"]
-    parts += [] if config.plots else ["--no-plots"]
-    return " ".join(shlex.quote(p) for p in parts)
-
-
 # Slowest first, so that parallel jobs finish together.
 _COST_ORDER = ("progenitor", "progenitor-genes", "reef_cka", "modeldiff", "csu_match", "csu_independence")
 
@@ -349,7 +281,8 @@ def _run_parallel(
 
 
 def run_bench(config: BenchConfig, progress: Progress | None = None) -> dict[str, Any]:
-    """Run the benchmark and write ``results.json``, ``results.md``, ``pairs.csv`` and the plots.
+    """Run the benchmark; write ``results.json``, ``results.md``, ``pairs.csv``, ``calibration.json``
+    (ours' gene calibration as used) and the plots into ``config.out``.
 
     With ``config.jobs`` > 1, methods run in that many spawned processes at once (each with
     ``threads // jobs`` torch threads); their timings are then taken side by side. Spawned workers

@@ -24,7 +24,6 @@ from progenitor.genes._linalg import (
     normalize_rows,
     seeded_gaussian,
     seeded_signs,
-    upper_triangle,
 )
 from progenitor.genes._registry import Gene, GeneNotApplicable, GeneScore, GeneValue, register_gene
 from progenitor.genes.observe import Observation
