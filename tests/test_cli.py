@@ -115,3 +115,9 @@ def test_lists(capsys) -> None:
     assert code == 0 and "weight_sketch" in out and "output_geometry" in out
     code, out, _ = run(capsys, "formats")
     assert code == 0 and "torchscript:" in out and "onnx:" in out
+
+
+@pytest.mark.parametrize("args", [["compare"], ["dna", "x.pt"], ["no-such-command"], ["compare", "a", "b", "--bogus"]])
+def test_usage_errors_are_one_line_not_tracebacks(capsys, args) -> None:
+    code, _out, err = run(capsys, *args)
+    assert code == 2 and "Traceback" not in err and err.strip()

@@ -262,10 +262,22 @@ _register_index(app)
 _register_bench(app)
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Entry point: run the app, turning ProgenitorErrors into one-line messages."""
+def _usage_errors() -> tuple[type[BaseException], ...]:
+    """Click's exception classes: the real click's and the copy that newer typer vendors."""
     import click
 
+    classes: list[type[BaseException]] = [click.ClickException, click.exceptions.Exit, click.exceptions.Abort]
+    try:
+        from typer._click import exceptions as vendored  # typer >= 0.26 ships its own click
+
+        classes += [getattr(vendored, n) for n in ("ClickException", "Exit", "Abort") if hasattr(vendored, n)]
+    except ImportError:
+        pass
+    return tuple(classes)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point: run the app, turning ProgenitorErrors and usage errors into one-line messages."""
     args = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in args
     args = [a for a in args if a != "--debug"]
@@ -276,19 +288,20 @@ def main(argv: list[str] | None = None) -> int:
             raise
         _err(f"error: {exc}")
         return 2
-    except click.exceptions.Exit as exc:
-        return int(exc.exit_code or 0)
-    except click.exceptions.Abort:
-        _err("aborted")
-        return 130
-    except click.ClickException as exc:
-        if debug:
-            raise
-        exc.show()
-        return 2
     except KeyboardInterrupt:
         _err("interrupted")
         return 130
+    except _usage_errors() as exc:
+        name = type(exc).__name__
+        if name == "Exit":
+            return int(getattr(exc, "exit_code", 0) or 0)
+        if name == "Abort":
+            _err("aborted")
+            return 130
+        if debug:
+            raise
+        exc.show()  # type: ignore[attr-defined]
+        return 2
     return 0
 
 
