@@ -7,6 +7,7 @@ the scores into a verdict (``progenitor.verdict``).
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -105,8 +106,9 @@ def _learned(learned: Any) -> Any:
     return load_learned(learned)
 
 
+@functools.cache
 def default_learned() -> Any:
-    """The packaged learned Model DNA, or None when this installation ships none."""
+    """The packaged learned Model DNA, or None when this installation ships none (read once)."""
     from importlib import resources
 
     from progenitor.learn import load_learned
