@@ -86,14 +86,14 @@ def extract(
         genes=values,
         versions=versions,
     )
-    bundle = _learned(learned)
+    bundle = resolve_learned(learned)
     if bundle is not None:
         dna.vector = bundle.embed([dna])[0]
         dna.vector_spec = bundle.spec
     return dna
 
 
-def _learned(learned: Any) -> Any:
+def resolve_learned(learned: Any) -> Any:
     """The LearnedDNA to use: None/False for none, True for the packaged default, or a path."""
     if learned is None or learned is False:
         return None
@@ -200,7 +200,7 @@ def compare_many(
         **load_options: passed to ``progenitor.load`` for every model reference.
     """
     cal = calibration if isinstance(calibration, Calibration) else load_calibration(calibration)
-    bundle = _learned(learned)
+    bundle = resolve_learned(learned)
     note = progress or (lambda _msg: None)
     note(f"source {source}")
     src = as_dna(source, probes=probes, access=access, **load_options)

@@ -33,20 +33,20 @@ def run_demo(out: Path | None = None, progress: Callable[[str], None] | None = N
     build_zoo("smoke", root, progress=progress is not None)
     zoo = ZooDNA(root)
     ids = zoo.model_ids()
-    truth = {(p.source, p.target): ("derived" if p.derived else p.kind) for p in zoo.pairs_all()}
-    kinds = {(p.source, p.target): p.kind for p in zoo.pairs_all()}
+    pairs = {(p.source, p.target): p for p in zoo.pairs_all()}
     rows = []
     for source in [i for i in ids if zoo.models[i].get("root")]:
-        targets = [t for t in ids if (source, t) in truth]
+        targets = [t for t in ids if (source, t) in pairs]
         results = compare_many(zoo.dna(source), [zoo.dna(t) for t in targets])
         for target, r in zip(targets, results, strict=True):
-            label = truth[(source, target)]
+            pair = pairs[(source, target)]
+            label = "derived" if pair.derived else pair.kind
             rows.append(
                 {
                     "source": source,
                     "target": target,
                     "truth": label,
-                    "kind": kinds[(source, target)],
+                    "kind": pair.kind,
                     "verdict": r.verdict,
                     "probability": r.probability,
                     "p_value": r.p_value,

@@ -69,14 +69,9 @@ def learned_bundle(learned: Any = True) -> Any:
     True: the packaged default when this installation ships one (else None); False or None:
     none; a ``LearnedDNA`` or the path of its directory.
     """
-    if learned is None or learned is False:
-        return None
-    from progenitor.api import default_learned
-    from progenitor.learn import LearnedDNA, load_learned
+    from progenitor.api import resolve_learned
 
-    if learned is True:
-        return default_learned()
-    return learned if isinstance(learned, LearnedDNA) else load_learned(learned)
+    return resolve_learned(learned)
 
 
 def relate(

@@ -105,6 +105,25 @@ class Model(ABC):
         }
 
 
+def text_batch(batch: Batch, ref: str) -> list[str]:
+    """A batch of text inputs as a list of strings (numpy string arrays accepted).
+
+    Raises ProbeError naming the model when the batch holds tensors or non-strings.
+    """
+    from progenitor.errors import ProbeError
+
+    if isinstance(batch, np.ndarray) and batch.dtype.kind in "US":
+        batch = [str(t) for t in batch.reshape(-1)]
+    if isinstance(batch, np.ndarray) or not all(isinstance(t, str) for t in batch):
+        got = (
+            f"a tensor probe set of shape {list(batch.shape[1:])}"
+            if isinstance(batch, np.ndarray)
+            else "a probe set that is not all strings"
+        )
+        raise ProbeError(f"{ref} takes text inputs, got {got}")
+    return list(batch)
+
+
 def file_sha256(path: str | Path) -> str:
     """sha256 of a file, or of a directory's files (names and contents, sorted)."""
     path = Path(path)

@@ -29,7 +29,7 @@ import torch
 from progenitor._extras import require
 from progenitor.errors import ModelLoadError, ProbeError
 from progenitor.models._registry import register_format
-from progenitor.models.base import Batch, InputSpec, Model, as_float32, file_sha256
+from progenitor.models.base import Batch, InputSpec, Model, as_float32, file_sha256, text_batch
 
 Kind = Literal["encoder", "classifier", "causal-lm"]
 BATCH_SIZE = 32
@@ -109,9 +109,7 @@ class HFModel(Model):
         """
         assert self.module is not None
         conv1d = require("transformers.pytorch_utils", "hf").Conv1D
-        transposed = {
-            f"{name}.weight" for name, mod in self.module.named_modules() if isinstance(mod, conv1d)
-        }
+        transposed = {f"{name}.weight" for name, mod in self.module.named_modules() if isinstance(mod, conv1d)}
         out: dict[str, np.ndarray] = {}
         seen: set[tuple[int, tuple[int, ...]]] = set()
         for name, tensor in self.module.state_dict().items():
@@ -144,10 +142,7 @@ class HFModel(Model):
                     collected = [[] for _ in states]
                 for sink, state in zip(collected, states, strict=True):
                     sink.append(_mean_pool(state, inputs["attention_mask"]))
-        return {
-            f"hidden_states.{i}": np.concatenate(v).astype(np.float32)
-            for i, v in enumerate(collected)
-        }
+        return {f"hidden_states.{i}": np.concatenate(v).astype(np.float32) for i, v in enumerate(collected)}
 
     def _output(self, inputs: dict[str, torch.Tensor]) -> np.ndarray:
         assert self.module is not None
@@ -163,26 +158,17 @@ class HFModel(Model):
         return _mean_pool(result.last_hidden_state, mask)
 
     def _texts(self, batch: Batch) -> list[str]:
-        if isinstance(batch, np.ndarray) and batch.dtype.kind in "US":
-            batch = [str(t) for t in batch.reshape(-1)]
-        if isinstance(batch, np.ndarray) or not all(isinstance(t, str) for t in batch):
-            got = (
-                f"a tensor probe set of shape {list(batch.shape[1:])}"
-                if isinstance(batch, np.ndarray)
-                else "a probe set that is not all strings"
-            )
-            raise ProbeError(f"{self.ref} takes text inputs, got {got}")
-        if not batch:
+        texts = text_batch(batch, self.ref)
+        if not texts:
             raise ProbeError(f"{self.ref}: the probe set is empty")
-        return list(batch)
+        return texts
 
     def tokenizer(self) -> Any:
         """The directory's own tokenizer, loaded on first use (ProbeError if there is none)."""
         if self._tokenizer is None:
             if not any((self.directory / name).is_file() for name in _TOKENIZER_FILES):
                 raise ProbeError(
-                    f"{self.ref} has no tokenizer: text probes need the model's own tokenizer "
-                    "files in the directory"
+                    f"{self.ref} has no tokenizer: text probes need the model's own tokenizer files in the directory"
                 )
             transformers = require("transformers", "hf")
             try:
@@ -191,9 +177,7 @@ class HFModel(Model):
                         str(self.directory), local_files_only=True, trust_remote_code=False
                     )
             except _LOAD_ERRORS as exc:
-                raise ProbeError(
-                    f"{self.ref}: its tokenizer cannot be loaded ({_first_line(exc)})"
-                ) from exc
+                raise ProbeError(f"{self.ref}: its tokenizer cannot be loaded ({_first_line(exc)})") from exc
         return self._tokenizer
 
     def _encoded(self, batch: Batch) -> Iterator[dict[str, torch.Tensor]]:
@@ -218,18 +202,14 @@ class HFModel(Model):
             pad_id,
         )
         for begin in range(0, len(texts), self.batch_size):
-            encoding = tokenizer(
-                texts[begin : begin + self.batch_size], truncation=True, max_length=self.max_length
-            )
+            encoding = tokenizer(texts[begin : begin + self.batch_size], truncation=True, max_length=self.max_length)
             yield _pad(dict(encoding), pad_id, start)
 
 
 def _pad(encoding: dict[str, list[list[int]]], pad_id: int, start: int) -> dict[str, torch.Tensor]:
     """Right-pad token lists to one length; ids with ``pad_id``, masks and type ids with 0."""
     ids = [list(row) or [start] for row in encoding["input_ids"]]
-    masks = [
-        list(row) or [1] for row in encoding.get("attention_mask", [[1] * len(r) for r in ids])
-    ]
+    masks = [list(row) or [1] for row in encoding.get("attention_mask", [[1] * len(r) for r in ids])]
     width = max(len(row) for row in ids)
     out = {
         "input_ids": torch.tensor([r + [pad_id] * (width - len(r)) for r in ids]),
@@ -283,9 +263,7 @@ def _check_fit(target: str, module: torch.nn.Module, info: dict[str, Any]) -> No
 
 
 @register_format("hf", detect=_is_hf_dir, description="Hugging Face transformers directory")
-def open_hf(
-    target: str, batch_size: int = BATCH_SIZE, max_length: int = MAX_LENGTH, **_: Any
-) -> Model:
+def open_hf(target: str, batch_size: int = BATCH_SIZE, max_length: int = MAX_LENGTH, **_: Any) -> Model:
     """A local transformers directory (encoder, sequence classifier or causal LM)."""
     transformers = require("transformers", "hf")
     directory = Path(target)
@@ -315,9 +293,7 @@ def open_hf(
                 ignore_mismatched_sizes=True,
             )
     except _LOAD_ERRORS as exc:
-        raise ModelLoadError(
-            f"{target}: cannot load the model weights ({_first_line(exc)})"
-        ) from exc
+        raise ModelLoadError(f"{target}: cannot load the model weights ({_first_line(exc)})") from exc
     _check_fit(target, module, info)
     missing = frozenset(info.get("missing_keys", ()))
     if missing:

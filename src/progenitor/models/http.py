@@ -23,7 +23,7 @@ import numpy as np
 
 from progenitor.errors import EndpointError, ProbeError
 from progenitor.models._registry import register_format
-from progenitor.models.base import Batch, InputSpec, Model
+from progenitor.models.base import Batch, InputSpec, Model, text_batch
 
 BATCH_SIZE = 64
 BACKOFF_S = 0.25  # first retry waits this long, each further one twice as long
@@ -57,9 +57,7 @@ class _Client:
         for attempt in range(self.retries + 1):
             if attempt:
                 time.sleep(BACKOFF_S * 2 ** (attempt - 1))
-            request = urllib.request.Request(
-                where, data=data, method="GET" if data is None else "POST"
-            )
+            request = urllib.request.Request(where, data=data, method="GET" if data is None else "POST")
             request.add_header("Accept", "application/json")
             request.add_header("User-Agent", _USER_AGENT)
             if data is not None:
@@ -169,9 +167,7 @@ class HTTPModel(Model):
                 raise EndpointError(f"{where}: the answer has no 'outputs'{_excerpt(answer.body)}")
             rows = _rows(where, body["outputs"], len(chunk))
             if chunks and rows.shape[1] != chunks[0].shape[1]:
-                raise EndpointError(
-                    f"{where}: rows of {rows.shape[1]} values after rows of {chunks[0].shape[1]}"
-                )
+                raise EndpointError(f"{where}: rows of {rows.shape[1]} values after rows of {chunks[0].shape[1]}")
             chunks.append(rows)
         return np.concatenate(chunks)
 
@@ -179,22 +175,12 @@ class HTTPModel(Model):
         """The batch as JSON values, checked against the endpoint's input."""
         spec = self.input_spec
         if spec.kind == "text":
-            if isinstance(batch, np.ndarray) and batch.dtype.kind in "US":
-                batch = [str(t) for t in batch.reshape(-1)]
-            if isinstance(batch, np.ndarray) or not all(isinstance(t, str) for t in batch):
-                got = (
-                    f"a tensor probe set of shape {list(batch.shape[1:])}"
-                    if isinstance(batch, np.ndarray)
-                    else "a probe set that is not all strings"
-                )
-                raise ProbeError(f"{self.ref} takes text inputs, got {got}")
-            return list(batch)
+            return text_batch(batch, self.ref)
         if not isinstance(batch, np.ndarray):
             raise ProbeError(f"{self.ref} takes {spec.describe()} inputs, got a text probe set")
         if spec.shape is not None and tuple(batch.shape[1:]) != spec.shape:
             raise ProbeError(
-                f"probe set of shape {list(batch.shape[1:])} does not fit {self.ref}, which takes "
-                f"{spec.describe()}"
+                f"probe set of shape {list(batch.shape[1:])} does not fit {self.ref}, which takes {spec.describe()}"
             )
         array = np.asarray(batch, dtype=np.float32)
         if not np.isfinite(array).all():
@@ -214,9 +200,7 @@ def _info(client: _Client) -> dict[str, Any]:
     if info.get("input", "tensor") not in ("text", "tensor"):
         raise EndpointError(f'{where}: \'input\' must be "text" or "tensor", got {info["input"]!r}')
     shape = info.get("input_shape")
-    if shape is not None and not (
-        isinstance(shape, list) and all(isinstance(d, int) and d > 0 for d in shape)
-    ):
+    if shape is not None and not (isinstance(shape, list) and all(isinstance(d, int) and d > 0 for d in shape)):
         raise EndpointError(f"{where}: 'input_shape' must be a list of positive integers or null")
     return info
 
