@@ -5,7 +5,15 @@ PY := $(VENV)/bin/python
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
+FMNIST := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
+SUDO := $(shell [ "$$(id -u)" = "0" ] || echo sudo)
+
 .PHONY: install test demo lint clean
+
+# Real data for the zoo (and so for tests and the demo): Debian's Fashion-MNIST package.
+$(FMNIST):
+	$(SUDO) apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq dataset-fashion-mnist
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -17,10 +25,10 @@ $(VENV)/.installed: pyproject.toml
 
 install: $(VENV)/.installed
 
-test: $(VENV)/.installed
+test: $(VENV)/.installed $(FMNIST)
 	$(PY) -m pytest -q
 
-demo: $(VENV)/.installed
+demo: $(VENV)/.installed $(FMNIST)
 	$(VENV)/bin/progenitor demo
 
 lint: $(VENV)/.installed
