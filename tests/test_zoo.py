@@ -305,11 +305,11 @@ def test_identical_specs_and_unknown_parameters_are_refused() -> None:
 
 
 def test_spec_round_trips_through_json() -> None:
-    for name in ("smoke", "standard", "text"):
+    for name in ("smoke", "standard", "text", "evasion"):
         spec = get_preset(name)
         again = ZooSpec.from_dict(json.loads(json.dumps(spec.to_dict())))
         assert again.to_dict() == spec.to_dict()
-    assert {"smoke", "standard", "text"} <= set(list_presets())
+    assert {"smoke", "standard", "text", "evasion"} <= set(list_presets())
 
 
 # ---------------------------------------------------------------- pairs and splits

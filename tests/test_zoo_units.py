@@ -14,10 +14,11 @@ from progenitor.models.torch_files import import_factory
 from progenitor.zoo import data as zoo_data
 from progenitor.zoo import surgery
 from progenitor.zoo.archs import create_arch, factory_ref, list_archs
-from progenitor.zoo.derivations import Built, apply, list_derivations, resolve_params
+from progenitor.zoo.derivations import Built, apply, get_derivation, list_derivations, resolve_params
 from progenitor.zoo.export import save_safetensors
-from progenitor.zoo.pairs import Lineage, make_pairs
-from progenitor.zoo.train import pinned_threads, predict_logits
+from progenitor.zoo.pairs import Lineage, assign_family_splits, make_pairs
+from progenitor.zoo.presets import EVASION_KINDS, get_preset
+from progenitor.zoo.train import TrainConfig, pinned_threads, predict_logits, train_classifier
 
 X = np.random.default_rng(0).random((16, 1, 28, 28), dtype=np.float32)
 
@@ -167,6 +168,152 @@ def test_derivation_parameters_are_checked() -> None:
     export = Built(_model("cnn"), "cnn", "fmnist", "fmnist:source-a", save_as="onnx")
     with pytest.raises(ProgenitorError, match="cannot be derived"):
         apply("noise", [export], resolve_params("noise", {}), seed=0)
+
+
+# ---------------------------------------------------------------- adaptive evasion
+
+EVASION_OPS = ("evade_finetune", "noise_recover", "permute_rescale", "distill_far")
+
+
+@pytest.mark.parametrize("arch", list_archs())
+def test_rescaling_preserves_the_function_and_moves_the_weights(arch: str) -> None:
+    model = _model(arch)
+    rescaled = surgery.clone(model)
+    facts = surgery.rescale_units(rescaled, torch.Generator().manual_seed(1), 0.25, 4.0)
+    before, after = predict_logits(model, X), predict_logits(rescaled, X)
+    np.testing.assert_allclose(after, before, atol=1e-5 * max(1.0, float(np.abs(before).max())))
+    old, new = model.state_dict(), rescaled.state_dict()
+    kernels = surgery.kernel_names(model)
+    moved = [k for k in kernels if not np.allclose(np.sort(old[k], axis=None), np.sort(new[k], axis=None))]
+    if arch == "vit":  # GELU and LayerNorm: only attention rescales
+        assert facts["not_rescaled"] == ["stream", "blocks.0.mlp", "blocks.1.mlp"]
+        assert set(facts["attention"]) == {"blocks.0.attn", "blocks.1.attn"} and not facts["groups"]
+        assert {k for k in moved if "attn" in k} == {
+            f"blocks.{i}.attn.{w}" for i in (0, 1) for w in ("in_proj_weight", "out_proj.weight")
+        }
+    else:  # every kernel's values change, not just their order
+        assert not facts["not_rescaled"] and facts["groups"]
+        assert moved == kernels
+    if arch in ("cnn_bn", "resnet"):
+        assert facts["before_norm"]  # conv outputs rescaled under their BatchNorm too
+
+
+@pytest.fixture(scope="module")
+def trained_mlp() -> Built:
+    """A small MLP trained for a few seconds on Fashion-MNIST (a parent with real behaviour)."""
+    data = zoo_data.get_part("fmnist", "source-a", 4000)
+    with pinned_threads():
+        torch.manual_seed(0)
+        model = create_arch("mlp")
+        train_classifier(model, data.x, data.y, TrainConfig(epochs=3, seed=0))
+    return Built(model, "mlp", "fmnist", "fmnist:source-a")
+
+
+def _state(built: Built) -> dict[str, np.ndarray]:
+    return {k: v.numpy().copy() for k, v in built.module.state_dict().items()}
+
+
+_EVASION_TINY = {
+    "evade_finetune": {"n": 500, "epochs": 2},
+    "noise_recover": {"n": 2000, "recover_epochs": 1, "relative_std": 1.0},
+    "permute_rescale": {},
+    "distill_far": {"n": 4000, "epochs": 3},
+}
+
+
+@pytest.mark.real
+@pytest.mark.parametrize("op", EVASION_OPS)
+def test_evasion_derivations_are_deterministic_and_report_their_effect(op: str, trained_mlp: Built) -> None:
+    derivation = get_derivation(op)
+    assert derivation.kind in EVASION_KINDS and "Attacks" in (derivation.fn.__doc__ or "")
+    params = resolve_params(op, _EVASION_TINY[op])
+    with pinned_threads():
+        first = apply(op, [trained_mlp], params, seed=3)
+        again = apply(op, [trained_mlp], params, seed=3)
+        other = apply(op, [trained_mlp], params, seed=4)
+    a, b, c = _state(first), _state(again), _state(other)
+    assert all(np.array_equal(a[k], b[k]) for k in a)
+    assert any(not np.array_equal(a[k], c[k]) for k in a)
+    assert first.facts == again.facts
+    assert first.task == trained_mlp.task and first.module is not trained_mlp.module
+    if op == "permute_rescale":
+        assert first.facts["max_output_change"] < 1e-4 and first.facts["relative_change"] > 0.5
+        return
+    facts = first.facts
+    assert {"accuracy", "agreement", "logit_correlation"} <= set(facts)
+    assert facts["parent_accuracy"] > 0.7
+    assert facts["accuracy"] > (0.25 if op == "distill_far" else 0.6)  # chance is 0.1
+    if op == "noise_recover":
+        assert facts["noised_accuracy"] < facts["accuracy"]
+    if op == "distill_far":
+        assert facts["digits"] + facts["smooth_noise"] == params["n"] and first.train_data == "digits:source"
+
+
+@pytest.mark.real
+def test_evade_finetune_moves_away_from_the_parent_more_than_finetuning(trained_mlp: Built) -> None:
+    from progenitor.zoo.derivations import _behaviour_facts
+
+    same = {"n": 2000, "epochs": 2, "lr": 5e-4}
+    with pinned_threads():
+        plain = apply("finetune", [trained_mlp], resolve_params("finetune", same), seed=3)
+        evaded = apply("evade_finetune", [trained_mlp], resolve_params("evade_finetune", same), seed=3)
+    plain_facts = _behaviour_facts(trained_mlp, plain, noise_std=0.3, seed=3)
+    facts = evaded.facts
+    assert facts["logit_correlation"] < plain_facts["logit_correlation"] - 0.2
+    assert facts["noisy_agreement"] < plain_facts["noisy_agreement"] - 0.3
+    assert facts["agreement"] <= plain_facts["agreement"]
+    assert facts["accuracy"] > plain_facts["accuracy"] - 0.1  # still a useful model
+
+
+def test_evasion_preset_is_well_formed() -> None:
+    spec = get_preset("evasion")
+    assert set(spec.held_out_kinds) == set(EVASION_KINDS)
+    assert {get_derivation(op).kind for op in EVASION_OPS} == set(EVASION_KINDS)
+    roots = {m.id: m for m in spec.models if m.is_root}
+    arch_of = {m.id: m.params["arch"] for m in roots.values()}
+    # every model that starts from a fresh initialisation has a seed of its own (per architecture)
+    fresh = [(m.params["arch"], m.seed) for m in roots.values()]
+    for m in spec.models:
+        if m.parents:
+            arch_of[m.id] = m.params.get("arch") or arch_of[m.parents[0]]
+            if m.op in ("distill", "distill_far", "extract_labels", "extract_probs"):
+                fresh.append((arch_of[m.id], m.seed))
+    assert len(fresh) == len(set(fresh))
+    children: dict[str, set[str]] = {}
+    for m in spec.models:
+        for p in m.parents:
+            children.setdefault(p, set()).add(m.op)
+    for rid, root in roots.items():
+        ops = children.get(rid, set())
+        if root.split == "test":
+            assert set(EVASION_OPS) | {"finetune", "distill"} <= ops, rid
+        else:
+            assert not ops & set(EVASION_OPS), rid  # train and val never see an evasion
+    # the splits give bench what it needs: evasion pairs in test, independents in val
+    models = [
+        {
+            "id": m.id,
+            "architecture": arch_of[m.id],
+            "data": "fmnist:source-a",
+            "modality": "image",
+            "seed": m.seed,
+            "split": m.split,
+        }
+        for m in spec.models
+    ]
+    edges = [
+        {"parent": p, "child": m.id, "operation": m.op, "kind": get_derivation(m.op).kind}
+        for m in spec.models
+        for p in m.parents
+    ]
+    lineage = Lineage(models, edges)
+    pairs = make_pairs(lineage, assign_family_splits(lineage), (), spec.held_out_kinds)
+    kind_of = {e["child"]: e["kind"] for e in edges}
+    test_kinds = {kind_of[p["target"]] for p in pairs if p["derived"] and p["split"]["family"] == "test"}
+    assert set(EVASION_KINDS) <= test_kinds
+    val = [p for p in pairs if p["split"]["family"] == "val"]
+    assert sum(p["kind"] == "same-arch-same-data-other-seed" for p in val) >= 6 and len(val) >= 10
+    assert any(p["derived"] for p in pairs if p["split"]["family"] == "train")
 
 
 # ---------------------------------------------------------------- pairs

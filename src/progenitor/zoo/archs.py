@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import torch
@@ -39,12 +39,18 @@ class HiddenGroup:
             flattened into several features).
         config_key: the constructor argument holding the group's width when units may be
             dropped (structured pruning); None when the group cannot shrink.
+        homogeneous: the units pass only through positively homogeneous operations (ReLU,
+            max- or mean-pooling, residual sums of units scaled alike) between the members that
+            produce them and the members that consume them, so scaling a unit's producers by
+            ``c > 0`` and its consumers by ``1/c`` keeps the function (False behind GELU or
+            LayerNorm).
     """
 
     name: str
     size: int
     members: tuple[tuple[str, int, int], ...]
     config_key: str | None = None
+    homogeneous: bool = True
 
 
 class ZooNet(nn.Module):
@@ -415,9 +421,10 @@ class ViT(ZooNet):
                 (f"{b}.fc2.weight", 0, 1),
                 (f"{b}.fc2.bias", 0, 1),
             ]
-            groups.append(_linear_group(f"{b}.mlp", block.fc1.out_features, f"{b}.fc1", f"{b}.fc2"))
+            mlp = _linear_group(f"{b}.mlp", block.fc1.out_features, f"{b}.fc1", f"{b}.fc2")
+            groups.append(replace(mlp, homogeneous=False))  # GELU
         stream += [("norm.weight", 0, 1), ("norm.bias", 0, 1), ("fc.weight", 1, 1)]
-        return [HiddenGroup("stream", dim, tuple(stream)), *groups]
+        return [HiddenGroup("stream", dim, tuple(stream), homogeneous=False), *groups]  # LayerNorm
 
 
 @register_arch("vit")

@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from progenitor.errors import ProgenitorError
@@ -28,6 +29,7 @@ from progenitor.zoo.train import (
     TrainConfig,
     distill,
     fgsm_perturb,
+    fit,
     predict_logits,
     seed_everything,
     train_classifier,
@@ -448,3 +450,230 @@ def extract_probs(parent: Built, params: dict[str, Any], ctx: DeriveContext) -> 
     teacher = predict_logits(parent.module, data.x)
     distill(student, data.x, teacher, _config(params, ctx.seed), temperature=1.0)
     return Built(student, arch, parent.task, data.name, facts={"targets": "parent softmax"})
+
+
+# ---------------------------------------------------------------- adaptive evasion
+#
+# Derivations made by someone who knows how provenance is detected and tries to hide it: each
+# one aims at one kind of signal and keeps the child useful. Their kinds start with ``evade-``
+# so that benchmarks report them apart from the ordinary derivations above.
+
+EVAL_N = 2000  # test images the evasion facts are measured on (the builder's accuracy uses as many)
+
+
+def _behaviour_facts(parent: Built, child: Built, noise_std: float = 0.0, seed: int = 0) -> dict[str, float]:
+    """Accuracy and closeness to the parent on the task's test images.
+
+    ``agreement``: share of test images where child and parent pick the same class;
+    ``logit_correlation``: mean over images of the Pearson correlation of the two logit vectors
+    (the per-image output shape a black-box fingerprint sees); with ``noise_std`` also
+    ``noisy_agreement`` on the same images with Gaussian pixel noise of that std.
+    """
+    test = get_part(parent.task, "test", EVAL_N)
+    a, b = predict_logits(parent.module, test.x), predict_logits(child.module, test.x)
+    ac, bc = a - a.mean(1, keepdims=True), b - b.mean(1, keepdims=True)
+    corr = (ac * bc).sum(1) / (np.linalg.norm(ac, axis=1) * np.linalg.norm(bc, axis=1) + 1e-12)
+    facts = {
+        "accuracy": float((b.argmax(1) == test.y).mean()),
+        "parent_accuracy": float((a.argmax(1) == test.y).mean()),
+        "agreement": float((a.argmax(1) == b.argmax(1)).mean()),
+        "logit_correlation": float(corr.mean()),
+    }
+    if noise_std > 0:
+        rng = np.random.default_rng(seed)
+        noisy = np.clip(test.x + noise_std * rng.standard_normal(test.x.shape, dtype=np.float32), 0.0, 1.0)
+        an, bn = predict_logits(parent.module, noisy), predict_logits(child.module, noisy)
+        facts["noisy_agreement"] = float((an.argmax(1) == bn.argmax(1)).mean())
+    return {k: round(v, 4) for k, v in facts.items()}
+
+
+def _off_top_correlation(parent_logits: torch.Tensor, child_logits: torch.Tensor) -> torch.Tensor:
+    """Per-row Pearson correlation of the two logit vectors over every class but the parent's top one.
+
+    Leaves the predicted class free (accuracy is the cross-entropy's business) and measures the
+    "dark knowledge": how the child ranks the classes it does not pick, as the parent does.
+    """
+    keep = torch.ones_like(parent_logits)
+    keep[torch.arange(len(keep)), parent_logits.argmax(1)] = 0.0
+    count = keep.sum(1, keepdim=True)
+
+    def centred(z: torch.Tensor) -> torch.Tensor:
+        return (z - (z * keep).sum(1, keepdim=True) / count) * keep
+
+    a, b = centred(parent_logits), centred(child_logits)
+    return (a * b).sum(1) / (a.norm(dim=1) * b.norm(dim=1) + 1e-8)
+
+
+@register_derivation(
+    "evade_finetune",
+    "evade-finetune",
+    {"part": "derive", "n": 4000, "epochs": 3, "lr": 5e-4, "lam": 1.0, "noise_std": 0.3},
+)
+def evade_finetune(parent: Built, params: dict[str, Any], ctx: DeriveContext) -> Built:
+    """Fine-tune against output fingerprints: labels kept, the parent's behaviour pushed away.
+
+    Attacks black-box behaviour signals (``output_geometry``, probe-agreement fingerprints).
+    Loss per batch: cross-entropy on ``n`` labelled ``derive`` images plus ``lam`` x an evasion
+    term on ``n`` other ``derive`` images (drawn like a probe set: same distribution, never seen by
+    the parent) and on noisy copies of them (Gaussian pixel noise of std ``noise_std``): the
+    correlation of child and parent logits over every class but the parent's pick (on both), plus
+    the child's probability of the parent's pick on the noisy copies. Labels are not used on the
+    evasion images, which are normalised by their own batch statistics without moving the
+    BatchNorm running ones. Facts: accuracy, agreement and logit correlation with the parent on test
+    images, agreement on noisy test images.
+    """
+    child = _copy(parent)
+    data = ctx.data(parent.task, params["part"], 2 * int(params["n"]))
+    n = len(data) // 2
+    x, y = data.x[:n], torch.from_numpy(np.asarray(data.y[:n], np.int64))
+    evade_x = torch.from_numpy(np.ascontiguousarray(data.x[n : 2 * n]))
+    evade_parent = torch.from_numpy(predict_logits(parent.module, evade_x.numpy()))
+    lam, noise_std = float(params["lam"]), float(params["noise_std"])
+    noise = ctx.generator()
+    teacher = parent.module.eval()
+
+    norms = [m for m in child.module.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+
+    def loss(logits: torch.Tensor, index: np.ndarray) -> torch.Tensor:
+        clean = evade_x[index]
+        noisy = (clean + noise_std * torch.randn(clean.shape, generator=noise)).clamp(0.0, 1.0)
+        with torch.no_grad():
+            parent_noisy = teacher(noisy)
+        momenta = [norm.momentum for norm in norms]
+        for norm in norms:  # batch statistics as in training, but the running ones stay clean
+            norm.momentum = 0.0
+        both = torch.cat([clean, noisy])
+        out = torch.cat([child.module(clean), child.module(noisy)]) if norms else child.module(both)
+        for norm, momentum in zip(norms, momenta, strict=True):
+            norm.momentum = momentum
+        reference = torch.cat([evade_parent[index], parent_noisy])
+        dark = _off_top_correlation(reference, out).mean()
+        agree = F.softmax(out[len(clean) :], dim=1).gather(1, parent_noisy.argmax(1, keepdim=True)).mean()
+        return F.cross_entropy(logits, y[index]) + lam * (dark + agree)
+
+    fit(child.module, x, loss, _config(params, ctx.seed))
+    child.train_data = f"{parent.task}:{params['part']}"
+    child.facts.update(
+        relative_change=_weights_changed(parent.module, child.module),
+        **_behaviour_facts(parent, child, noise_std, ctx.seed),
+    )
+    return child
+
+
+@register_derivation(
+    "noise_recover",
+    "evade-noise",
+    {"relative_std": 0.25, "part": "derive", "n": 4000, "recover_epochs": 3, "lr": 1e-3},
+)
+def noise_recover(parent: Built, params: dict[str, Any], ctx: DeriveContext) -> Built:
+    """Heavy Gaussian weight noise, then fine-tuning until the accuracy has recovered.
+
+    Attacks white-box weight signals (``weight_sketch``, weight-correlation baselines): every
+    parameter gets noise of ``relative_std`` x its tensor's std (far above the ``noise``
+    derivation), which blurs the fine structure of the weights; ``recover_epochs`` of training on
+    ``n`` ``derive`` images restore the accuracy. Facts: the accuracy right after the noise,
+    accuracy, agreement with the parent, relative weight change.
+    """
+    child = _copy(parent)
+    surgery.add_noise(child.module, float(params["relative_std"]), ctx.generator())
+    test = get_part(parent.task, "test", EVAL_N)
+    noised_accuracy = float((predict_logits(child.module, test.x).argmax(1) == test.y).mean())
+    data = ctx.data(parent.task, params["part"], params["n"])
+    train_classifier(child.module, data.x, data.y, _config(params, ctx.seed, "recover_epochs"))
+    child.train_data = data.name
+    child.facts.update(
+        noised_accuracy=round(noised_accuracy, 4),
+        relative_change=_weights_changed(parent.module, child.module),
+        **_behaviour_facts(parent, child),
+    )
+    return child
+
+
+@register_derivation("permute_rescale", "evade-rescale", {"low": 0.25, "high": 4.0, "tolerance": 1e-4})
+def permute_rescale(parent: Built, params: dict[str, Any], ctx: DeriveContext) -> Built:
+    """Permute hidden units and rescale them exactly: the same function, very different weights.
+
+    Attacks weight signals that are not invariant to per-unit scaling (raw weight cosines, layer
+    statistics such as ``weight_stats``, matching by weight values) and checks the claim of
+    invariant ones. After the permutation of ``permute``, every unit gets a factor drawn
+    log-uniformly in ``[low, high]`` wherever the architecture makes it exact
+    (:func:`progenitor.zoo.surgery.rescale_units`: ReLU/pooling groups, the layers before a
+    BatchNorm, attention's query/key and value/output); groups behind GELU or LayerNorm (the
+    ViT's MLP and residual stream) are only permuted and listed in ``not_rescaled``. The
+    logits must stay within ``tolerance`` x max(1, largest parent logit) on test images.
+    """
+    child = _copy(parent)
+    generator = ctx.generator()
+    perms = surgery.permute_units(child.module, generator)  # type: ignore[arg-type]
+    rescaled = surgery.rescale_units(child.module, generator, float(params["low"]), float(params["high"]))  # type: ignore[arg-type]
+    x = get_part(parent.task, "test", 512).x
+    before, after = predict_logits(parent.module, x), predict_logits(child.module, x)
+    diff = float(np.abs(after - before).max())
+    if diff > float(params["tolerance"]) * max(1.0, float(np.abs(before).max())):
+        raise ProgenitorError(f"permutation and rescaling changed the function by {diff:.2e} (a bug)")
+    child.facts.update(
+        max_output_change=diff,
+        permuted={k: len(v) for k, v in perms.items()},
+        relative_change=_weights_changed(parent.module, child.module),
+        **rescaled,
+    )
+    return child
+
+
+def _smooth_noise_images(n: int, rng: np.random.Generator) -> np.ndarray:
+    """``n`` random smooth images in ``[0, 1]``: coarse uniform grids (2x2 to 14x14) upsampled."""
+    out = np.empty((n, 1, 28, 28), np.float32)
+    sizes = rng.choice([2, 4, 7, 14], size=n)
+    for size in (2, 4, 7, 14):
+        rows = np.flatnonzero(sizes == size)
+        if not len(rows):
+            continue
+        coarse = torch.from_numpy(rng.random((len(rows), 1, size, size), dtype=np.float32))
+        out[rows] = F.interpolate(coarse, size=(28, 28), mode="bilinear", align_corners=False).numpy()
+    contrast = rng.uniform(0.3, 1.0, size=(n, 1, 1, 1)).astype(np.float32)
+    lo = out.min(axis=(1, 2, 3), keepdims=True)
+    hi = out.max(axis=(1, 2, 3), keepdims=True)
+    return ((out - lo) / np.maximum(hi - lo, 1e-6) * contrast).astype(np.float32)
+
+
+def _far_inputs(n: int, digits_fraction: float, rng: np.random.Generator) -> tuple[np.ndarray, int]:
+    """Transfer images far from Fashion-MNIST: shifted, sometimes inverted digits and smooth noise."""
+    digits = np.concatenate([np.asarray(get_part("digits", part).x) for part in ("source", "derive")])
+    n_digits = round(n * digits_fraction)
+    picked = digits[rng.integers(0, len(digits), size=n_digits)]
+    shifts = rng.integers(-3, 4, size=(n_digits, 2))
+    for i, (dy, dx) in enumerate(shifts):
+        picked[i] = np.roll(picked[i], (int(dy), int(dx)), axis=(1, 2))
+    flip = rng.random(n_digits) < 0.5
+    picked[flip] = 1.0 - picked[flip]
+    x = np.concatenate([picked, _smooth_noise_images(n - n_digits, rng)])
+    return x[rng.permutation(n)], n_digits
+
+
+@register_derivation(
+    "distill_far",
+    "evade-distill",
+    {"arch": None, "n": 12000, "epochs": 4, "lr": 1e-3, "temperature": 4.0, "digits_fraction": 0.5},
+)
+def distill_far(parent: Built, params: dict[str, Any], ctx: DeriveContext) -> Built:
+    """Distillation into a fresh student on inputs far from the parent's training data.
+
+    Attacks signals tied to the parent's data and to its behaviour on that data (dataset
+    inference, training-data genes, and everything white-box: the student has its own
+    initialisation). Transfer set: ``n`` images, ``digits_fraction`` of them scikit-learn digits
+    (randomly shifted by up to 3 pixels, half inverted), the rest random smooth noise images;
+    targets: the parent's softened outputs (``temperature``), no labels. Facts: accuracy and
+    agreement with the parent on the parent's test images.
+    """
+    x, n_digits = _far_inputs(int(params["n"]), float(params["digits_fraction"]), np.random.default_rng(ctx.seed))
+    student, arch = _student(parent, params["arch"], ctx.seed)
+    teacher = predict_logits(parent.module, x)
+    distill(student, x, teacher, _config(params, ctx.seed), temperature=float(params["temperature"]))
+    child = Built(student, arch, parent.task, "digits:source")
+    child.facts.update(
+        transfer_data="digits:source+derive (shifted, half inverted) and smooth noise images",
+        digits=n_digits,
+        smooth_noise=len(x) - n_digits,
+        **_behaviour_facts(parent, child),
+    )
+    return child

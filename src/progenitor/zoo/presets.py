@@ -1,4 +1,4 @@
-"""Named zoo presets: ``smoke`` (seconds, for tests), ``standard`` (the benchmark), ``text``.
+"""Named zoo presets: ``smoke`` (seconds, for tests), ``standard`` (the benchmark), ``text``, ``evasion``.
 
 A preset is a function returning a :class:`~progenitor.zoo.spec.ZooSpec`; register more with
 ``@register_preset``. Data tags in ids: ``fa``/``fb`` are the two disjoint halves of Fashion-MNIST's
@@ -194,3 +194,58 @@ def standard() -> ZooSpec:
     b.probe("fmnist-probe", ("fmnist", 256))
     b.probe("digits-probe", ("digits", 90))
     return b.build(held_out_archs=("vit",), held_out_kinds=("extract", "permute", "lora"))
+
+
+# ---------------------------------------------------------------- evasion
+
+EVASION_ARCHS = ("mlp", "cnn", "cnn_bn")
+EVASION_KINDS = ("evade-finetune", "evade-noise", "evade-rescale", "evade-distill")
+
+
+def _evasion_battery(b: SpecBuilder, root: str, seed: int) -> None:
+    """The adaptive derivations plus a plain fine-tune and distillation for reference.
+
+    Derivation seeds are ``1000 + 10 x source seed + k``: no student shares its initialisation
+    with a source or with a student of another family.
+    """
+    s = 1000 + 10 * seed
+    b.derive(root, "ft", "finetune", seed=s, epochs=1, lr=1e-3)
+    b.derive(root, "distill", "distill", seed=s + 1)
+    b.derive(root, "evade-ft", "evade_finetune", seed=s + 2)
+    b.derive(root, "noise25-rec", "noise_recover", seed=s + 3, relative_std=0.25)
+    b.derive(root, "noise100-rec", "noise_recover", seed=s + 4, relative_std=1.0)
+    b.derive(root, "permute-rescale", "permute_rescale", seed=s + 5)
+    b.derive(root, "distill-far", "distill_far", seed=s + 6)
+
+
+@register_preset("evasion", "96 image models: adaptive derivations aimed at each provenance signal (test split)")
+def evasion() -> ZooSpec:
+    """Adaptive evasion: derivations made to hide their parent, on mlp, cnn and cnn_bn.
+
+    Per architecture, sources trained like ``standard``'s (Fashion-MNIST half A, 12,000 images,
+    4 epochs), each with its own seed:
+
+    * ``test``: seeds 0-2, each with the evasion battery (``evade_finetune``, ``noise_recover`` at
+      25 % and 100 % noise, ``permute_rescale``, ``distill_far``) and a plain fine-tune and
+      distillation for reference; the other two test sources are its hardest negatives;
+    * ``val``: seeds 3-4, bare sources: the independent pairs ``progenitor bench`` sets its
+      thresholds on;
+    * ``train``: seeds 5-6 with the plain fine-tune and distillation only, so that a calibration
+      fitted on the train split (``bench --calibration auto``) has never seen an evasion.
+
+    The evasion kinds are held out under the ``kind`` scheme.
+    """
+    b = SpecBuilder("evasion", "adaptive derivations aimed at each provenance signal, with reference derivations")
+    source = {"task": "fmnist", "part": "source-a", "n": 12000, "epochs": 4}
+    for arch in EVASION_ARCHS:
+        for seed in range(7):
+            split = "test" if seed < 3 else "val" if seed < 5 else "train"
+            root = b.source(f"{arch}-fa-s{seed}", arch=arch, seed=seed, split=split, **source)
+            if split == "test":
+                _evasion_battery(b, root, seed)
+            elif split == "train":
+                s = 1000 + 10 * seed
+                b.derive(root, "ft", "finetune", seed=s, epochs=1, lr=1e-3)
+                b.derive(root, "distill", "distill", seed=s + 1)
+    b.probe("fmnist-probe", ("fmnist", 256))
+    return b.build(held_out_kinds=EVASION_KINDS)

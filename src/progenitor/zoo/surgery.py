@@ -7,6 +7,8 @@ acts on a module's state dict and documents exactly what it changes, so tests ca
 from __future__ import annotations
 
 import copy
+import itertools
+from typing import Any
 
 import numpy as np
 import torch
@@ -48,6 +50,101 @@ def permute_units(model: ZooNet, generator: torch.Generator) -> dict[str, list[i
         perms[group.name] = perm.tolist()
     model.load_state_dict(state)
     return perms
+
+
+def _log_uniform(n: int, generator: torch.Generator, low: float, high: float) -> torch.Tensor:
+    """``n`` factors drawn log-uniformly in ``[low, high]``."""
+    u = torch.rand(n, generator=generator, dtype=torch.float64)
+    return torch.exp(np.log(low) + u * (np.log(high) - np.log(low)))
+
+
+def _axis_scale(tensor: torch.Tensor, axis: int, factors: torch.Tensor) -> torch.Tensor:
+    """``tensor`` with its slices along ``axis`` multiplied by ``factors``."""
+    shape = [1] * tensor.dim()
+    shape[axis] = len(factors)
+    return (tensor.double() * factors.reshape(shape)).to(tensor.dtype)
+
+
+def _prefix(key: str) -> str:
+    return key.rpartition(".")[0]
+
+
+def rescale_units(model: ZooNet, generator: torch.Generator, low: float = 0.25, high: float = 4.0) -> dict[str, Any]:
+    """Rescale hidden units in place where the function provably stays the same.
+
+    Three exact reparameterisations, each unit with its own factor drawn log-uniformly in
+    ``[low, high]``:
+
+    * **before BatchNorm**: a dense/conv layer registered right before a BatchNorm of its width
+      has output channel ``k`` multiplied by ``a``; the BatchNorm's running mean is multiplied by
+      ``a`` and its running variance set to ``a^2 var + eps (a^2 - 1)``, so that
+      ``(a z - a mu) / sqrt(var' + eps)`` equals the old normalised value (``a`` is replaced by
+      ``1/a`` where the new variance would not be positive);
+    * **homogeneous hidden groups** (``HiddenGroup.homogeneous``: ReLU, pooling, residual sums):
+      the members producing unit ``k`` (dense/conv rows and biases, or the affine weight and bias
+      of the BatchNorm that produces it) are multiplied by ``c``, the members consuming it (input
+      columns of the next layers) divided by ``c``;
+    * **attention**: per feature of every ``nn.MultiheadAttention``, the query projection row
+      (and bias) times ``c``, the key row divided by ``c`` (scores unchanged), and the value row
+      times ``c'`` with the output projection's column divided by ``c'``.
+
+    Groups behind GELU or LayerNorm are left alone and listed under ``not_rescaled``.
+    Returns facts: units rescaled per layer before a norm, per group and per attention module
+    (features), and the groups not rescaled.
+    """
+    modules = dict(model.named_modules())
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    facts: dict[str, Any] = {"before_norm": {}, "groups": {}, "attention": {}, "not_rescaled": []}
+
+    leaves = [(name, m) for name, m in model.named_modules() if not list(m.children())]
+    for (name, layer), (bn_name, bn) in itertools.pairwise(leaves):
+        if not (isinstance(layer, KERNEL_TYPES) and isinstance(bn, nn.modules.batchnorm._BatchNorm)):
+            continue
+        if bn.running_var is None or layer.weight.shape[0] != bn.num_features:
+            continue
+        a = _log_uniform(bn.num_features, generator, low, high)
+        var = state[f"{bn_name}.running_var"].double()
+        new_var = a**2 * var + bn.eps * (a**2 - 1)
+        a = torch.where(new_var > 0, a, 1 / a)
+        state[f"{name}.weight"] = _axis_scale(state[f"{name}.weight"], 0, a)
+        if f"{name}.bias" in state:
+            state[f"{name}.bias"] = _axis_scale(state[f"{name}.bias"], 0, a)
+        state[f"{bn_name}.running_mean"] = _axis_scale(state[f"{bn_name}.running_mean"], 0, a)
+        state[f"{bn_name}.running_var"] = (a**2 * var + bn.eps * (a**2 - 1)).to(bn.running_var.dtype)
+        facts["before_norm"][name] = bn.num_features
+
+    for group in model.hidden_groups():
+        if not group.homogeneous:
+            facts["not_rescaled"].append(group.name)
+            continue
+        c = _log_uniform(group.size, generator, low, high)
+        norms = {_prefix(k) for k, _, _ in group.members if k.endswith(".running_mean")}
+        for key, axis, repeat in group.members:
+            factors = c.repeat_interleave(repeat)
+            if _prefix(key) in norms:
+                if key.endswith((".weight", ".bias")):  # the BatchNorm's affine output
+                    state[key] = _axis_scale(state[key], axis, factors)
+            elif axis == 1:  # a consumer: input columns of the next layer
+                state[key] = _axis_scale(state[key], axis, 1 / factors)
+            elif axis == 0 and not norms:  # a producer with nothing normalising after it
+                state[key] = _axis_scale(state[key], axis, factors)
+            elif axis != 0:
+                raise ValueError(f"{group.name}: cannot rescale member {key} (axis {axis})")
+        facts["groups"][group.name] = group.size
+
+    for name, module in modules.items():
+        if not isinstance(module, nn.MultiheadAttention) or not module._qkv_same_embed_dim:
+            continue
+        dim = module.embed_dim
+        qk, v = _log_uniform(dim, generator, low, high), _log_uniform(dim, generator, low, high)
+        rows = torch.cat([qk, 1 / qk, v])
+        state[f"{name}.in_proj_weight"] = _axis_scale(state[f"{name}.in_proj_weight"], 0, rows)
+        if module.in_proj_bias is not None:
+            state[f"{name}.in_proj_bias"] = _axis_scale(state[f"{name}.in_proj_bias"], 0, rows)
+        state[f"{name}.out_proj.weight"] = _axis_scale(state[f"{name}.out_proj.weight"], 1, 1 / v)
+        facts["attention"][name] = dim
+    model.load_state_dict(state)
+    return facts
 
 
 def drop_units(model: ZooNet, fraction: float) -> tuple[ZooNet, dict[str, int]]:
