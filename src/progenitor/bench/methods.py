@@ -25,8 +25,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
-
 from progenitor.api import compare_many, extract
 from progenitor.baselines import (
     BaselineNotApplicable,
@@ -40,6 +38,7 @@ from progenitor.calibration import Calibration
 from progenitor.dna import DNA
 from progenitor.errors import ProgenitorError
 from progenitor.genes import GeneNotApplicable
+from progenitor.index._relate import aligned_of, edge_cost, strength_of
 from progenitor.models.base import Model
 from progenitor.probes import ProbeSet
 from progenitor.verdict import DEFAULT_ALPHA
@@ -159,7 +158,7 @@ class ProgenitorMethod(Method):
                     results: dict[tuple[str, str], PairResult]) -> str | None:
         """The rule of ``progenitor search`` (``progenitor.index.search``): among the candidates
         whose verdict is ``derived`` and that the direction signal does not place below the target
-        (direction >= 0.5), the cheapest parent edge (``-strength - log direction``); else none."""
+        (direction >= 0.5), the cheapest parent edge (``progenitor.index._relate.edge_cost``); else none."""
         best: tuple[float, str] | None = None
         for name, dna in candidates.items():
             result = results.get((name, target)) or self.score(dna, [fp_target])[0]
@@ -168,7 +167,7 @@ class ProgenitorMethod(Method):
             d = self.direction(dna, fp_target)
             if d < 0.5:
                 continue
-            cost = -float(result.extra.get("strength", 0.0)) - math.log(max(d, 1e-6))
+            cost = edge_cost(float(result.extra.get("strength", 0.0)), d, 1.0, float(result.extra.get("aligned", 0.0)))
             if best is None or (cost, name) < best:
                 best = (cost, name)
         return None if best is None else best[1]
@@ -200,21 +199,14 @@ class ProgenitorMethod(Method):
         return [_ours(c) for c in results]
 
 
-def _strength(evidence: dict[str, Any]) -> float:
-    """Mean standardised Fisher z over the genes with a calibrated null (orders saturated p)."""
-    values = [(g["z"] - g["null_mean_z"]) / g["null_sd_z"]
-              for g in evidence.get("genes", {}).values()
-              if g.get("p_value") is not None and g.get("null_sd_z")]
-    return float(np.mean(values)) if values else 0.0
-
-
 def _ours(comparison: Any) -> PairResult:
     p = comparison.p_value
     if p is None:
         return PairResult(float("nan"), None, False, 0.0, {"verdict": comparison.verdict})
-    strength = _strength(comparison.evidence)
+    strength = strength_of(comparison.evidence)
     return PairResult(-math.log10(max(p, P_FLOOR)), p, comparison.verdict == "derived", strength,
-                      {"verdict": comparison.verdict, "probability": comparison.probability, "strength": strength})
+                      {"verdict": comparison.verdict, "probability": comparison.probability, "strength": strength,
+                       "aligned": aligned_of(comparison.evidence)})
 
 
 class BaselineMethod(Method):

@@ -86,7 +86,8 @@ def _ours(method: ProgenitorMethod, members: list[str], fps: dict[str, DNA], pai
     def relate_fn(a: Member, b: Member) -> Relation:
         r = pair(a.name, b.name)
         verdict = r.extra.get("verdict", "unrelated")
-        return Relation(verdict, float(r.extra.get("probability", 0.0)), r.p_value, float(r.extra.get("strength", 0.0)))
+        return Relation(verdict, float(r.extra.get("probability", 0.0)), r.p_value, float(r.extra.get("strength", 0.0)),
+                        aligned=float(r.extra.get("aligned", 0.0)))
 
     direction: Any = "weight_stats"
     if method.bundle is not None:

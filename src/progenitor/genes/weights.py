@@ -9,6 +9,12 @@ units. Rows are normalised, so per-unit scaling (batch norm folded into a convol
 changes nothing either. The gene stores each layer's unit sketches (units x m, float16); two
 models' layers are paired by kind, shape and relative depth (``pair_layers``), their units matched
 one-to-one (Hungarian on |cosine|), and the similarity is the mean matched cosine over layers.
+
+The sketches are stored in the model's own unit order, so the matching also says whether the two
+models' units are *aligned*: a model derived without a permutation matches unit i to unit i, an
+independent model (or a copy that went through a permutation) does not. The ``aligned`` detail
+(the fraction of hidden units matched to their own index) tells a model's direct ancestor from a
+permuted copy of it, which has the same sketches; lineage trees use it (``progenitor.index``).
 """
 
 from __future__ import annotations
@@ -127,7 +133,8 @@ class WeightSketch(Gene):
         pairs = pair_layers(layers_a, layers_b)
         if not pairs:
             raise GeneNotApplicable("no weight matrices of compatible kind to pair")
-        scores = [matched_cosine(a.arrays[f"units{i}"], b.arrays[f"units{j}"]) for i, j in pairs]
+        matches = [match_units(a.arrays[f"units{i}"], b.arrays[f"units{j}"]) for i, j in pairs]
+        scores = [cosine for cosine, _ in matches]
         detail = [
             {
                 "source": layers_a[i].name,
@@ -144,20 +151,38 @@ class WeightSketch(Gene):
                 "unpaired_source": len(layers_a) - len(pairs),
                 "unpaired_target": len(layers_b) - len(pairs),
                 "max": round(max(scores), 4),
+                "aligned": round(_aligned(layers_a, layers_b, pairs, [same for _, same in matches]), 4),
                 "layers": detail,
             },
         )
 
 
-def matched_cosine(a: np.ndarray, b: np.ndarray) -> float:
-    """Mean |cosine| of units matched one-to-one (Hungarian) between two layers' unit sketches.
+def match_units(a: np.ndarray, b: np.ndarray) -> tuple[float, int]:
+    """Mean |cosine| of units matched one-to-one (Hungarian) between two layers' unit sketches,
+    and how many units are matched to the unit of the same index.
 
     Matching units rather than comparing second moments is what separates a derived layer (each
     unit has its twin) from an independently trained one that spans the same data directions.
     """
     sims = np.abs(a.astype(np.float32) @ b.astype(np.float32).T)
     rows, cols = linear_sum_assignment(-sims)
-    return float(sims[rows, cols].mean())
+    return float(sims[rows, cols].mean()), int((rows == cols).sum())
+
+
+def _aligned(a: list[Layer], b: list[Layer], pairs: list[tuple[int, int]], same: list[int]) -> float:
+    """Fraction of hidden units matched to their own index, over same-shape paired layers.
+
+    A model's last layer is left out: its units are the output classes, in a fixed order in every
+    model of a task, so they line up whether or not the models are related.
+    """
+    last_a, last_b = len(a) - 1, len(b) - 1
+    matched = total = 0
+    for (i, j), k in zip(pairs, same, strict=True):
+        if i == last_a or j == last_b or a[i].shape_key() != b[j].shape_key() or a[i].units < 2:
+            continue
+        matched += k
+        total += a[i].units
+    return matched / total if total else 0.0
 
 
 def _layers(value: GeneValue) -> list[Layer]:
@@ -196,22 +221,47 @@ def layer_moments(w: np.ndarray) -> tuple[float, float, float]:
     return float(np.log(sd)), kurt, float((x == 0).mean())
 
 
+MIN_NONZERO_FOR_PRECISION = 64
+
+
+def layer_precision(w: np.ndarray) -> tuple[float, float]:
+    """How lossy a weight tensor's values look: (fraction exactly representable in float16,
+    1 - distinct nonzero values / nonzero values).
+
+    A float32 model trained as such has almost no float16-exact weights (about 1 in 8,000 by
+    chance) and no repeated nonzero values; a copy cast to float16 or bfloat16 and back is all
+    float16-exact, and a quantized copy (int8 on a grid of at most 256 values per tensor or
+    channel) repeats values. Both are lossy conversions that only go one way, so they tell a
+    converted copy from its original. Exact zeros are left out (pruning makes them). Tensors
+    with fewer than 64 nonzero values say nothing (0, 0).
+    """
+    x = w.astype(np.float32).ravel()
+    x = x[x != 0]
+    if x.size < MIN_NONZERO_FOR_PRECISION:
+        return 0.0, 0.0
+    fp16_exact = float((x.astype(np.float16).astype(np.float32) == x).mean())
+    repeated = 1.0 - np.unique(x).size / x.size
+    return fp16_exact, float(repeated)
+
+
 @register_gene
 class WeightStats(Gene):
-    """Per-layer weight moments: scale, kurtosis and sparsity, in forward order.
+    """Per-layer weight moments (scale, kurtosis, sparsity) and precision, in forward order.
 
     Too coarse to tell lineage alone (a model and an independent look-alike share them), these
     moments carry direction: fine-tuning raises kurtosis (MoTHer, Horwitz et al. 2025), pruning
-    raises sparsity, Gaussian noise pulls kurtosis towards zero. The learned DNA and the lineage trees use them; the
-    verdict does not (its similarity is reported with no calibrated null).
+    raises sparsity, Gaussian noise pulls kurtosis towards zero, and lossy conversions (float16,
+    int8) leave float16-exact or repeated values (``layer_precision``). The learned DNA and the
+    lineage trees use them; the verdict does not (its similarity is reported with no calibrated
+    null).
     """
 
     name: ClassVar[str] = "weight_stats"
-    version: ClassVar[int] = 1
+    version: ClassVar[int] = 2
     access = "white"
     needs = "weights"
     uses_probes: ClassVar[bool] = False
-    description: ClassVar[str] = "per-layer log-std, kurtosis and sparsity (direction cues)"
+    description: ClassVar[str] = "per-layer log-std, kurtosis, sparsity and precision (direction cues)"
     role: ClassVar[str] = "direction"
 
     def extract(self, obs: Observation) -> GeneValue:
@@ -219,8 +269,11 @@ class WeightStats(Gene):
         if not views:
             raise GeneNotApplicable("no weight matrices")
         moments = np.array([layer_moments(w) for _, _, w in views], dtype=np.float32)
+        precision = np.array([layer_precision(w) for _, _, w in views], dtype=np.float32)
         depth = np.linspace(0, 1, len(views), dtype=np.float32) if len(views) > 1 else np.zeros(1, np.float32)
-        return GeneValue({"moments": moments, "depth": depth}, {"layers": [n for n, _, _ in views]})
+        return GeneValue(
+            {"moments": moments, "precision": precision, "depth": depth}, {"layers": [n for n, _, _ in views]}
+        )
 
     def compare(self, a: GeneValue, b: GeneValue) -> GeneScore:
         ma, mb = a.arrays["moments"], b.arrays["moments"]

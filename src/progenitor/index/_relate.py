@@ -9,13 +9,20 @@ Shared by parent search and lineage trees, so both rank candidate parents the sa
   deviations the pair's Fisher-z similarity lies above the null mean. It does not saturate the way
   the probability does, so it tells a parent (one derivation away) from a sibling or grandparent
   (two or more);
-* the **cost** of the edge "u is the parent of v" is ``-strength - weight * log(direction)``,
-  a negative log-likelihood: closeness (a parent is one derivation away, a sibling or a
-  grandparent two) plus the doubt of a direction signal (``progenitor.index.direction``;
-  ``direction`` = P(u is the parent of v), optionally nudged by registration order). A unit of
-  strength (one null standard deviation) weighs as much as a factor e in the direction's odds
-  (at ``weight`` 1), so a direction signal decides between near-equally close relatives and
-  which model of a family is its root, while closeness decides who is related to whom.
+* the **alignment** is the ``weight_sketch`` gene's ``aligned`` detail: the fraction of hidden
+  units the two models share *in the same order*. A model derived without a permutation is
+  aligned with its parent; a permuted copy of the parent has the same (permutation-invariant)
+  genes but is not aligned, so alignment tells the model a child was made from apart from its
+  exact copies;
+* the **cost** of the edge "u is the parent of v" is
+  ``-strength - weight * log(direction) - ALIGNED_BONUS * aligned``, a negative log-likelihood:
+  closeness (a parent is one derivation away, a sibling or a grandparent two) plus the doubt of a
+  direction signal (``progenitor.index.direction``; ``direction`` = P(u is the parent of v),
+  optionally nudged by registration order), less the alignment bonus. A unit of strength (one
+  null standard deviation) weighs as much as a factor e in the direction's odds (at ``weight``
+  1), so a direction signal decides between near-equally close relatives and which model of a
+  family is its root, while closeness decides who is related to whom. Alignment is symmetric (a
+  sibling is aligned with its siblings too), so it never decides direction.
 """
 
 from __future__ import annotations
@@ -31,6 +38,7 @@ from progenitor.models.base import ACCESS_LEVELS
 from progenitor.verdict import Comparison, decide
 
 VERDICT_RANK = {"derived": 0, "inconclusive": 1, "unrelated": 2}
+ALIGNED_BONUS = 5.0  # chosen with the tree's CENTRALITY on the standard zoo's validation families
 
 
 @dataclass
@@ -42,6 +50,7 @@ class Relation:
     p_value: float | None
     strength: float
     comparison: Comparison | None = None
+    aligned: float = 0.0
 
     def to_json(self) -> dict[str, Any]:
         """Short JSON form (no per-gene evidence)."""
@@ -50,17 +59,25 @@ class Relation:
             "probability": round(self.probability, 6),
             "p_value": None if self.p_value is None else float(f"{self.p_value:.6g}"),
             "strength": round(self.strength, 4),
+            "aligned": round(self.aligned, 4),
         }
 
 
-def strength_of(comparison: Comparison) -> float:
-    """Mean standardised Fisher z over the genes with a calibrated null (0 when none)."""
+def strength_of(evidence: dict[str, Any]) -> float:
+    """Mean standardised Fisher z over the genes with a calibrated null (0 when none), from a
+    Comparison's ``evidence``."""
     values = []
-    for gene in comparison.evidence.get("genes", {}).values():
+    for gene in evidence.get("genes", {}).values():
         if gene.get("p_value") is None or not gene.get("null_sd_z"):
             continue
         values.append((gene["z"] - gene["null_mean_z"]) / gene["null_sd_z"])
     return float(sum(values) / len(values)) if values else 0.0
+
+
+def aligned_of(evidence: dict[str, Any]) -> float:
+    """The ``weight_sketch`` gene's ``aligned`` detail from a Comparison's ``evidence`` (0 without it)."""
+    gene = evidence.get("genes", {}).get("weight_sketch") or {}
+    return float((gene.get("details") or {}).get("aligned", 0.0))
 
 
 def learned_bundle(learned: Any = True) -> Any:
@@ -92,7 +109,10 @@ def relate(
     level = min(ACCESS_LEVELS.index(source.access), ACCESS_LEVELS.index(target.access))
     learned = None if bundle is None else learned_evidence(bundle.assess(source, target), bundle.null_logits())
     result = decide(names[0], names[1], ACCESS_LEVELS[level], scores, calibration, alpha, None, learned)
-    return Relation(result.verdict, result.probability, result.p_value, strength_of(result), result)
+    return Relation(
+        result.verdict, result.probability, result.p_value, strength_of(result.evidence), result,
+        aligned_of(result.evidence),
+    )
 
 
 def logit(p: float) -> float:
@@ -109,6 +129,7 @@ def sigmoid(x: float) -> float:
     return e / (1.0 + e)
 
 
-def edge_cost(strength: float, direction: float, weight: float) -> float:
-    """Cost of "u is the parent of v": ``-strength - weight * log(direction)`` (lower: likelier)."""
-    return -strength - weight * math.log(min(max(direction, 1e-6), 1.0))
+def edge_cost(strength: float, direction: float, weight: float, aligned: float = 0.0) -> float:
+    """Cost of "u is the parent of v": ``-strength - weight * log(direction) - ALIGNED_BONUS * aligned``
+    (lower: likelier)."""
+    return -strength - weight * math.log(min(max(direction, 1e-6), 1.0)) - ALIGNED_BONUS * aligned

@@ -18,8 +18,13 @@ parent search (``direction=``). The shipped ones:
     (``mean(sign Δk_layer) · tanh(|Δk| / 0.01)``), so that unrelated weight changes (a
     distilled student's own training) count little.
 
-  Models with the same weights up to precision, permutation or small noise (``fp16``,
-  ``permute``, ``noise``) have no direction under this signal: 0.5.
+  - **precision**: lossy conversions only go one way: a copy cast to float16/bfloat16 has only
+    float16-exact weights, a quantized copy repeats values on its grid (``layer_precision``): the
+    lossier model is the child (``4 tanh(Δlossy / 0.05)``, ``lossy`` the mean over layers of the
+    larger of the two fractions).
+
+  Models with the same weights up to permutation or small noise (``permute``, ``noise``, an
+  export to another format) have no direction under this signal: 0.5.
 * ``params``: the size vote alone.
 * ``none``: always 0.5 (undirected lineage).
 
@@ -111,9 +116,19 @@ def _moments(dna: DNA) -> np.ndarray | None:
     return m if m.ndim == 2 and m.shape[1] >= 3 and len(m) else None
 
 
+def _lossy(dna: DNA) -> float | None:
+    gene = dna.genes.get("weight_stats")
+    if gene is None or "precision" not in gene.arrays or not len(gene.arrays["precision"]):
+        return None
+    return float(np.asarray(gene.arrays["precision"], dtype=np.float64).max(axis=1).mean())
+
+
 def weight_stats_votes(a: DNA, b: DNA) -> dict[str, float]:
-    """The log-odds votes (sparsity, size, kurtosis) that ``a`` is the parent of ``b``."""
-    votes = {"size": _size_vote(a, b), "sparsity": 0.0, "kurtosis": 0.0}
+    """The log-odds votes (sparsity, size, kurtosis, precision) that ``a`` is the parent of ``b``."""
+    votes = {"size": _size_vote(a, b), "sparsity": 0.0, "kurtosis": 0.0, "precision": 0.0}
+    la, lb = _lossy(a), _lossy(b)
+    if la is not None and lb is not None:
+        votes["precision"] = 4.0 * math.tanh((lb - la) / 0.05)
     ma, mb = _moments(a), _moments(b)
     if ma is None or mb is None:
         return votes
@@ -128,9 +143,9 @@ def weight_stats_votes(a: DNA, b: DNA) -> dict[str, float]:
     return votes
 
 
-@register_direction("weight_stats", "sparsity, size and kurtosis votes (weight_stats gene, n_params)")
+@register_direction("weight_stats", "sparsity, size, kurtosis and precision votes (weight_stats gene, n_params)")
 def weight_stats_direction(a: DNA, b: DNA) -> float:
-    """P(a is the parent of b) from the sparsity, size and kurtosis votes."""
+    """P(a is the parent of b) from the sparsity, size, kurtosis and precision votes."""
     return _sigmoid(sum(weight_stats_votes(a, b).values()))
 
 

@@ -248,7 +248,7 @@ class ParentSearch:
                 continue
             relation = relate(dna, target, self.calibration, self.alpha, (entry.name, label), self.bundle)
             direction = self._direction(dna, target, entry.id, order)
-            cost = edge_cost(relation.strength, direction, self.direction_weight)
+            cost = edge_cost(relation.strength, direction, self.direction_weight, relation.aligned)
             ranked.append(Candidate(entry, relation, direction, cost, retrieval.get(entry.id)))
         ranked.sort(key=lambda c: (VERDICT_RANK[c.relation.verdict], c.cost, c.entry.id))
         if ranked and self.order_prior and self.tie_tolerance > 0:

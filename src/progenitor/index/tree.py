@@ -5,10 +5,16 @@
 2. **Verdicts**: each candidate pair gets the full verdict (``progenitor.index._relate``). Only
    *plausible* pairs (verdict ``derived``, or also ``inconclusive`` with
    ``min_verdict="inconclusive"``) become edges, in both directions.
-3. **Costs**: the edge "u is the parent of v" costs ``-strength(u, v) - w * log direction(u, v)``
+3. **Costs**: the edge "u is the parent of v" costs
+   ``-strength(u, v) - w * log direction(u, v) - ALIGNED_BONUS * aligned(u, v)``
    (``progenitor.index._relate``), where ``direction`` is a direction signal
-   (``progenitor.index.direction``, default ``weight_stats``) nudged by registration order:
-   ``order_prior`` log-odds in favour of the model registered first (0 turns it off).
+   (``progenitor.index.direction``, default ``weight_stats``) nudged by two priors: the
+   **centrality** prior, ``centrality`` log-odds per unit of relative centrality in favour of the
+   model closer to the rest of its family (``_centrality``: the original of a star-shaped family
+   is one derivation from everyone, and closer to everyone than its noised or exported copies),
+   and the registration-**order** prior, ``order_prior`` log-odds in favour of the model
+   registered first (0 turns it off). ``aligned`` is the share of hidden units two models hold
+   in the same order, which tells the model a child was made from apart from its permuted copies.
 4. **Arborescence**: a virtual root is joined to every model. A model none of whose relatives
    looks like its parent (direction below ``root_direction``, 0.5) is a root: its edge from the
    virtual root is cheaper than any edge; every other model must take a parent: its edge from the
@@ -52,6 +58,9 @@ __all__ = ["Flag", "LineageTree", "Member", "TreeEdge", "build_tree", "members_o
 
 _ROOT = -1
 AUTO_NEIGHBOURS = 16
+# Log-odds per unit of relative centrality; chosen with ALIGNED_BONUS on the standard zoo's
+# validation families (directed-edge accuracy 0.43 without either, 0.62 with both).
+CENTRALITY = 30.0
 ALL_PAIRS_UP_TO = 400
 
 
@@ -299,6 +308,7 @@ def build_tree(
     direction: str | DirectionSignal = "auto",
     direction_weight: float = 1.0,
     order_prior: float = 0.5,
+    centrality: float = CENTRALITY,
     neighbours: int | None = None,
     min_verdict: str = "derived",
     root_direction: float = 0.5,
@@ -318,6 +328,8 @@ def build_tree(
             direction when a learned Model DNA is in use, else ``weight_stats``).
         direction_weight: ``w`` in the edge cost.
         order_prior: log-odds added in favour of the earlier-registered model being the parent.
+        centrality: log-odds per unit of relative centrality (``_centrality``) in favour of the
+            more central of two models being the parent.
         neighbours: candidate pairs per model by vector (0: all pairs; None: all pairs up to
             400 models or without vectors, else 16).
         min_verdict: ``derived`` (default) or ``inconclusive``: the weakest verdict kept as an edge.
@@ -371,11 +383,12 @@ def build_tree(
             note(f"scored {count}/{len(pairs)} pairs")
 
     def directed(i: int, j: int) -> float:
-        """P(i is the parent of j): the signal, made antisymmetric, plus the order prior."""
+        """P(i is the parent of j): the signal, made antisymmetric, plus the centrality and order priors."""
         a, b = signal(members[i].dna, members[j].dna), signal(members[j].dna, members[i].dna)
         p = a / (a + b) if a + b > 0 else 0.5
         order = np.sign(members[j].order - members[i].order)
-        return sigmoid(logit(p) + order_prior * float(order))
+        doubt = 1.0 - abs(2.0 * p - 1.0)  # the prior speaks where the signal cannot tell
+        return sigmoid(logit(p) + doubt * centrality * (central[i] - central[j]) + order_prior * float(order))
 
     # Families: weakly connected components of plausible pairs (union-find).
     root_of = list(range(len(members)))
@@ -391,6 +404,7 @@ def build_tree(
     components: dict[int, list[int]] = {}
     for i in range(len(members)):
         components.setdefault(find(i), []).append(i)
+    central = _centrality([find(i) for i in range(len(members))], plausible)
 
     pairs_of: dict[int, list[tuple[int, int, Relation]]] = {}
     for (i, j), rel in plausible.items():
@@ -405,7 +419,7 @@ def build_tree(
         for i, j, rel in pairs_of[key]:
             p_ij = directed(i, j)
             for u, v, d in ((i, j, p_ij), (j, i, 1.0 - p_ij)):
-                cost = edge_cost(rel.strength, d, direction_weight)
+                cost = edge_cost(rel.strength, d, direction_weight, rel.aligned)
                 graph.add_edge(u, v, weight=cost)
                 info[(u, v)] = (d, cost, rel)
         best: dict[int, float] = {}
@@ -459,6 +473,31 @@ def build_tree(
     result.flags = _flags(result, members, relations, relate_fn, keep)
     result.seconds = time.perf_counter() - started
     return result
+
+
+def _centrality(family: list[int], plausible: dict[tuple[int, int], Relation]) -> np.ndarray:
+    """Per model: its mean strength to its plausible relatives, over the mean of that over its
+    family (``family[i]``: the family key of model i).
+
+    In a family shaped like a star (many derivations of one original, the common case on a
+    model hub) the original is one derivation away from every member and the others two, so it is
+    the most central; of two near-identical copies (an original and its noised or exported copy)
+    the original is the closer to everyone else.
+    """
+    n = len(family)
+    total, count = np.zeros(n), np.zeros(n)
+    for (i, j), rel in plausible.items():
+        for k in (i, j):
+            total[k] += rel.strength
+            count[k] += 1
+    mean = np.divide(total, count, out=np.zeros(n), where=count > 0)
+    keys = np.asarray(family)
+    out = np.zeros(n)
+    for key in set(family):
+        members = (keys == key) & (count > 0)
+        if members.any():
+            out[members] = mean[members] / max(float(np.abs(mean[members]).mean()), 1e-9)
+    return out
 
 
 def _prefer_ancestors(

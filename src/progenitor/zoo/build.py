@@ -37,7 +37,9 @@ from progenitor.zoo.train import pinned_threads, zoo_threads
 
 MANIFEST_FORMAT = "progenitor-zoo"
 MANIFEST_VERSION = 1
-BUILDER_VERSION = 1  # bump to rebuild every model (e.g. after a change to the training loop)
+# Bump to rebuild every model (e.g. after a change to the training loop). 2: every model's
+# randomness is seeded from its spec hash (``model_seed``), not from its spec seed alone.
+BUILDER_VERSION = 2
 
 
 # ---------------------------------------------------------------- spec resolution and hashing
@@ -282,10 +284,24 @@ def _summary(manifest: dict[str, Any]) -> None:
 # ---------------------------------------------------------------- build
 
 
-def _make(model: ModelSpec, params: dict[str, Any], parents: list[Built]) -> Built:
+def model_seed(spec_hash: str) -> int:
+    """The seed a model's operation runs with: drawn from its spec hash.
+
+    The spec's ``seed`` only tells models of one spec apart. Used as is, it gave models that
+    should be independent the same random initialisation: a CNN and a CNN with batch norm of one
+    seed share their convolutions' initial weights, and students distilled with one seed from two
+    different teachers start from the same weights, which a weight-level provenance method then
+    rightly finds related. The spec hash covers the operation, its parameters, the seed and the
+    parents, so every distinct model draws its own randomness.
+    """
+    return int(spec_hash[:8], 16) & 0x7FFFFFFF
+
+
+def _make(model: ModelSpec, params: dict[str, Any], parents: list[Built], spec_hash: str) -> Built:
+    seed = model_seed(spec_hash)
     if model.is_root:
-        return sources.get_source_recipe(model.op).fn(params, model.seed)
-    return derivations.apply(model.op, parents, params, model.seed)
+        return sources.get_source_recipe(model.op).fn(params, seed)
+    return derivations.apply(model.op, parents, params, seed)
 
 
 def build_zoo(
@@ -335,7 +351,7 @@ def build_zoo(
             if record is None:
                 version, params, _ = _operation(model)
                 t0 = time.perf_counter()
-                built = _make(model, params, [parent_built(p) for p in model.parents])
+                built = _make(model, params, [parent_built(p) for p in model.parents], digest)
                 path = _write_model(out, digest, built)
                 io = formats.get_format_io(built.save_as)
                 record = {
