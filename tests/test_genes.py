@@ -46,15 +46,54 @@ def test_gene_contract(gene, observations) -> None:
         assert other < self_score - 0.03
 
 
-def test_weight_sketch_transposed_and_scaled_rows(family) -> None:
-    """Per-unit scaling (BN folded into a conv on export) leaves the sketch unchanged."""
-    weights = {k: v.detach().numpy().copy() for k, v in family.parent.state_dict().items()}
+def test_weight_sketch_invariant_to_relu_rescaling(family) -> None:
+    """Scaling a ReLU unit's incoming weights by c and its outgoing ones by 1/c (same function)
+    leaves every sketch unchanged; so does folding a BatchNorm into the layer before it."""
+    weights = {k: v.detach().numpy().astype(np.float64) for k, v in family.parent.state_dict().items()}
+    c = np.linspace(0.25, 4.0, 16)
     scaled = dict(weights)
-    scaled["conv1.weight"] = weights["conv1.weight"] * np.linspace(0.5, 2, 16)[:, None, None, None]
+    scaled["conv1.weight"] = weights["conv1.weight"] * c[:, None, None, None]
+    scaled["conv1.bias"] = weights["conv1.bias"] * c
+    scaled["conv2.weight"] = weights["conv2.weight"] / c[None, :, None, None]
+    with_norm = dict(weights)  # conv1 followed by a BatchNorm of gain g ...
+    g = np.linspace(0.5, 2.0, 16)
+    with_norm["bn1.weight"] = g
+    with_norm["bn1.running_var"] = np.ones(16)
+    with_norm = {k: with_norm[k] for k in ["conv1.weight", "conv1.bias", "bn1.weight", "bn1.running_var",
+                                             *[k for k in weights if not k.startswith("conv1")]]}
+    folded = dict(weights)  # ... and the same norm folded into conv1 (an ONNX export)
+    folded["conv1.weight"] = weights["conv1.weight"] * (g / np.sqrt(1 + 1e-5))[:, None, None, None]
     a = [s for _, s in sketch_layers(weights)]
-    b = [s for _, s in sketch_layers(scaled)]
-    for x, y in zip(a, b, strict=True):
-        np.testing.assert_allclose(x, y, atol=1e-5)
+    for other in (scaled, folded):
+        for x, y in zip(a if other is scaled else [s for _, s in sketch_layers(with_norm)],
+                        [s for _, s in sketch_layers(other)], strict=True):
+            np.testing.assert_allclose(x, y, atol=1e-5)
+
+
+def test_weight_sketch_alignment(observations) -> None:
+    """Units matched to their own index: all for a copy, none for a permuted copy, and an exact
+    p-value bound that is tiny only for the aligned pair."""
+    gene = get_gene("weight_sketch")
+    parent = gene.extract(observations["parent"])
+    itself = gene.compare(parent, gene.extract(observations["parent"])).details
+    permuted = gene.compare(parent, gene.extract(observations["permuted"])).details
+    independent = gene.compare(parent, gene.extract(observations["independent"])).details
+    assert itself["aligned"] == pytest.approx(1.0)
+    assert itself["alignment_p"] < 1e-9
+    assert permuted["aligned"] < 0.2 and permuted["alignment_p"] > 0.01
+    assert independent["alignment_p"] > 0.01
+
+
+def test_alignment_p_value_bound() -> None:
+    """P(K >= k) <= 1/k! for the fixed points of a random permutation, checked by simulation."""
+    from progenitor.genes.weights import alignment_p_value
+
+    rng = np.random.default_rng(0)
+    fixed = np.array([(rng.permutation(64) == np.arange(64)).sum() for _ in range(20000)])
+    for k in range(1, 6):
+        assert (fixed >= k).mean() <= alignment_p_value([k]) + 0.01
+    assert alignment_p_value([]) == 1.0 and alignment_p_value([0, 0]) == 1.0
+    assert alignment_p_value([10, 2]) == pytest.approx(2 / 3628800)
 
 
 def test_pair_layers_explicit() -> None:

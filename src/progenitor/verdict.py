@@ -97,6 +97,12 @@ def gene_evidence(
                 null_n=len(null),
                 null_from=where,
             )
+            exact = score.details.get("alignment_p")
+            if exact is not None:
+                # Two tests of one gene (the calibrated similarity and the exact alignment
+                # test, progenitor.genes.weights): Bonferroni, valid whatever their dependence.
+                entry["p_similarity"] = entry["p_value"]
+                entry["p_value"] = float(f"{min(1.0, 2.0 * min(entry['p_value'], float(exact))):.6g}")
         else:
             entry["p_value"] = None
             entry["note"] = "no calibrated null for this gene: not used in the verdict"

@@ -15,10 +15,22 @@ models' units are *aligned*: a model derived without a permutation matches unit 
 independent model (or a copy that went through a permutation) does not. The ``aligned`` detail
 (the fraction of hidden units matched to their own index) tells a model's direct ancestor from a
 permuted copy of it, which has the same sketches; lineage trees use it (``progenitor.index``).
+
+Alignment is also evidence with an exact null. The hidden units of an independently trained model
+are exchangeable (initialised i.i.d., trained symmetrically), so relative to another model its
+unit labels are a uniformly random permutation, and the number of units the matching sends to
+their own index is the number of fixed points of a random permutation: P(at least k) <= 1/k!.
+The ``alignment_p`` detail is that bound for the most aligned layer, times the number of layers
+(Bonferroni, valid however the layers depend on each other). It needs no calibration, and it
+survives derivations that move weights far (heavy noise then retraining) as long as no one
+permuted the units; the verdict merges it with the gene's calibrated p-value
+(``progenitor.verdict``). Models that share a random initialisation are not independent, and
+the test says so.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -71,28 +83,63 @@ def layer_views(weights: dict[str, np.ndarray]) -> list[tuple[str, str, np.ndarr
 
 
 def sketch_layers(weights: dict[str, np.ndarray], dim: int = SKETCH_DIM) -> list[tuple[Layer, np.ndarray]]:
-    """Unit sketches (units x dim, unit rows) for every matrix-like weight, chained through depth."""
+    """Unit sketches (units x dim, unit rows) for every matrix-like weight, chained through depth.
+
+    A layer that reads other units sees each input column multiplied by that unit's *gain* (the
+    norm of its incoming weights, times its BatchNorm's ``|gamma| / sqrt(var + eps)`` when one
+    follows): scaling a ReLU unit's incoming weights by ``c`` and its outgoing weights by ``1/c``
+    leaves the function and this product unchanged, so the sketches are invariant to that
+    rescaling too (and a BatchNorm folded into its convolution on export gives the same gains).
+    """
     views = layer_views(weights)
-    latest: dict[int, np.ndarray] = {}  # unit count -> the most recent sketch of that many units
+    names = list(weights)
+    latest: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # unit count -> (sketch, gains) of the latest layer
     out = []
     for index, (name, kind, w) in enumerate(views):
         units, channels, positions = w.shape
-        w = normalize_rows(w.reshape(units, -1)).reshape(units, channels, positions)
         if kind == "dense" and channels not in latest:
-            w, channels, positions = _unflatten(w, latest)
+            w, channels, positions = _unflatten(w, {k: v[0] for k, v in latest.items()})
         # One input channel is the input itself (a grey image), never a layer's single unit.
-        if kind != "embedding" and channels > 1 and channels in latest:
-            inputs = latest[channels]  # channels x dim: this layer reads those units
+        chained = kind != "embedding" and channels > 1 and channels in latest
+        if chained:  # weights as seen from balanced inputs: each input column times its unit's gain
+            w = w * latest[channels][1][None, :, None].astype(w.dtype)
+        nxt = views[index + 1][0] if index + 1 < len(views) else None
+        gains = np.linalg.norm(w.reshape(units, -1).astype(np.float64), axis=1)
+        gains = gains * _norm_gain(weights, names, name, nxt, units)
+        gains = gains / max(float(gains.mean()), 1e-30)  # only ratios matter; keeps deep products finite
+        if chained:
+            inputs = latest[channels][0]  # channels x dim: this layer reads those units
+            w = normalize_rows(w.reshape(units, -1)).reshape(units, channels, positions)
             signs = seeded_signs(positions, dim, "position")
             sketch = np.einsum("ucp,cd,pd->ud", w, inputs, signs, optimize=True)
         else:
+            w = normalize_rows(w.reshape(units, -1))
             anchor = seeded_gaussian(channels * positions, dim, "anchor")
-            sketch = w.reshape(units, -1) @ anchor
+            sketch = w @ anchor
         sketch = normalize_rows(sketch.astype(np.float32))
-        latest[units] = sketch
+        latest[units] = (sketch, gains)
         depth = index / max(len(views) - 1, 1)
         out.append((Layer(name, kind, units, (channels, positions), depth), sketch))
     return out
+
+
+def _norm_gain(weights: dict[str, np.ndarray], names: list[str], layer: str, nxt: str | None, units: int) -> np.ndarray:
+    """``|gamma| / sqrt(running_var + eps)`` of a BatchNorm stored after ``layer`` (before ``nxt``), else 1.
+
+    Found by state-dict order and names (``P.weight`` and ``P.running_var`` of ``units`` values),
+    the layout torch uses; a model without such buffers (an ONNX export folds the norm into the
+    convolution) gets 1.
+    """
+    start = names.index(layer) + 1
+    stop = names.index(nxt) if nxt in names else len(names)
+    for key in names[start:stop]:
+        if not key.endswith(".running_var"):
+            continue
+        prefix = key[: -len("running_var")]
+        gamma, var = weights.get(prefix + "weight"), weights[key]
+        if gamma is not None and gamma.shape == (units,) and var.shape == (units,):
+            return np.abs(gamma.astype(np.float64)) / np.sqrt(var.astype(np.float64) + 1e-5)
+    return np.ones(units)
 
 
 def _unflatten(w: np.ndarray, latest: dict[int, np.ndarray]) -> tuple[np.ndarray, int, int]:
@@ -114,7 +161,7 @@ class WeightSketch(Gene):
     """Permutation-invariant unit sketches of every weight matrix, compared by matching units."""
 
     name: ClassVar[str] = "weight_sketch"
-    version: ClassVar[int] = 2
+    version: ClassVar[int] = 3
     access = "white"
     needs = "weights"
     uses_probes: ClassVar[bool] = False
@@ -135,6 +182,7 @@ class WeightSketch(Gene):
             raise GeneNotApplicable("no weight matrices of compatible kind to pair")
         matches = [match_units(a.arrays[f"units{i}"], b.arrays[f"units{j}"]) for i, j in pairs]
         scores = [cosine for cosine, _ in matches]
+        aligned, fixed = _aligned(layers_a, layers_b, pairs, [same for _, same in matches])
         detail = [
             {
                 "source": layers_a[i].name,
@@ -151,7 +199,9 @@ class WeightSketch(Gene):
                 "unpaired_source": len(layers_a) - len(pairs),
                 "unpaired_target": len(layers_b) - len(pairs),
                 "max": round(max(scores), 4),
-                "aligned": round(_aligned(layers_a, layers_b, pairs, [same for _, same in matches]), 4),
+                "aligned": round(aligned, 4),
+                "fixed_points": fixed,
+                "alignment_p": float(f"{alignment_p_value(fixed):.6g}"),
                 "layers": detail,
             },
         )
@@ -166,23 +216,40 @@ def match_units(a: np.ndarray, b: np.ndarray) -> tuple[float, int]:
     """
     sims = np.abs(a.astype(np.float32) @ b.astype(np.float32).T)
     rows, cols = linear_sum_assignment(-sims)
-    return float(sims[rows, cols].mean()), int((rows == cols).sum())
+    # A unit counts as matched to itself only with a nonzero cosine: zero rows (removed units)
+    # tie with everything, and the solver would break those ties by index.
+    same = (rows == cols) & (sims[rows, cols] > 1e-3)
+    return float(sims[rows, cols].mean()), int(same.sum())
 
 
-def _aligned(a: list[Layer], b: list[Layer], pairs: list[tuple[int, int]], same: list[int]) -> float:
-    """Fraction of hidden units matched to their own index, over same-shape paired layers.
+def _aligned(a: list[Layer], b: list[Layer], pairs: list[tuple[int, int]], same: list[int]) -> tuple[float, list[int]]:
+    """Fraction of hidden units matched to their own index over same-shape paired layers, and the
+    count per such layer.
 
     A model's last layer is left out: its units are the output classes, in a fixed order in every
     model of a task, so they line up whether or not the models are related.
     """
     last_a, last_b = len(a) - 1, len(b) - 1
-    matched = total = 0
+    fixed: list[int] = []
+    total = 0
     for (i, j), k in zip(pairs, same, strict=True):
         if i == last_a or j == last_b or a[i].shape_key() != b[j].shape_key() or a[i].units < 2:
             continue
-        matched += k
+        fixed.append(k)
         total += a[i].units
-    return matched / total if total else 0.0
+    return (sum(fixed) / total if total else 0.0), fixed
+
+
+def alignment_p_value(fixed_points: list[int]) -> float:
+    """P-value of per-layer fixed-point counts under independence: ``min(1, L * min_l 1/k_l!)``.
+
+    For a uniformly random permutation of n units, at most n!/k! permutations fix k given units
+    or more, so P(K >= k) <= 1/k! whatever n; Bonferroni over the L layers.
+    """
+    if not fixed_points:
+        return 1.0
+    log_p = -math.lgamma(max(fixed_points) + 1) + math.log(len(fixed_points))
+    return min(1.0, math.exp(log_p))
 
 
 def _layers(value: GeneValue) -> list[Layer]:
