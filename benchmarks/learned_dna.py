@@ -26,7 +26,7 @@ from progenitor.api import score_genes
 from progenitor.bench.metrics import roc_auc, tpr_at_fpr
 from progenitor.calibration import load_calibration
 from progenitor.learn.train import fit
-from progenitor.stats import cauchy_combination, fisher_z, predictive_p_value
+from progenitor.stats import cauchy_combination, fisher_z
 from progenitor.zoo.dna_dataset import ZooDNA
 
 VARIANTS = {
@@ -66,7 +66,7 @@ def main() -> None:
     results: dict[str, dict] = {}
 
     def gene_p(s: dict, recipe: str) -> float:
-        ps = [predictive_p_value(fisher_z(v), cal.genes[n].null_for(recipe)[0]) for n, v in s.items() if n in cal.genes]
+        ps = [cal.genes[n].p_value(fisher_z(v), recipe) for n, v in s.items() if n in cal.genes]
         return cauchy_combination(ps)
 
     free = np.array(

@@ -9,16 +9,12 @@ from progenitor.api import ModelLike, as_dna, score_genes
 from progenitor.calibration import Calibration, fit_calibration
 from progenitor.dna import DNA
 from progenitor.genes import get_gene
-from progenitor.stats import cauchy_combination, fisher_z, predictive_p_value
+from progenitor.stats import cauchy_combination, fisher_z
 
 
 def combined_p(similarities: dict[str, float], calibration: Calibration, recipe: str | None = None) -> float | None:
     """The verdict's combined p-value for raw gene similarities under ``calibration``."""
-    ps = [
-        predictive_p_value(fisher_z(s), calibration.genes[n].null_for(recipe)[0])
-        for n, s in similarities.items()
-        if n in calibration.genes
-    ]
+    ps = [calibration.genes[n].p_value(fisher_z(s), recipe) for n, s in similarities.items() if n in calibration.genes]
     return cauchy_combination(ps) if ps else None
 
 
@@ -53,9 +49,15 @@ def score_pairs(
 
 
 def calibrate(
-    records: list[tuple[dict[str, float], bool]], source: str, recipes: list[str | None] | None = None
+    records: list[tuple[dict[str, float], bool]],
+    source: str,
+    recipes: list[str | None] | None = None,
+    clusters: list[str | None] | None = None,
 ) -> Calibration:
-    """A Calibration (gene nulls, per-recipe nulls, p -> probability map) from scored, labelled pairs."""
+    """A Calibration (gene nulls, per-recipe nulls, p -> probability map) from scored, labelled pairs.
+
+    ``clusters`` labels dependent pairs (see ``progenitor.calibration.fit_calibration``).
+    """
     names = {n for sims, _ in records for n in sims}
     versions = {n: get_gene(n).version for n in sorted(names)}
-    return fit_calibration(records, versions, source, combine=combined_p, recipes=recipes)
+    return fit_calibration(records, versions, source, combine=combined_p, recipes=recipes, clusters=clusters)

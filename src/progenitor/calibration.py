@@ -20,15 +20,21 @@ from typing import Any
 import numpy as np
 
 from progenitor.errors import ProgenitorError
+from progenitor.stats import NullModel, clustered_null, pooled_between_sd
 
-CALIBRATION_VERSION = 1
+CALIBRATION_VERSION = 2  # 2: null values carry cluster labels (1 is read: every value its own cluster)
 MIN_GROUP = 8
 DEFAULT_NAME = "default-calibration.json"
 
 
 @dataclass
 class GeneNull:
-    """Null (independent) and derived Fisher-z similarities of one gene."""
+    """Null (independent) and derived Fisher-z similarities of one gene.
+
+    Null values come with cluster labels: pairs drawn from the same two families (every
+    derivative of one source against every derivative of another) share a cluster, and the
+    p-value treats a cluster as one draw (``progenitor.stats.clustered_null``).
+    """
 
     version: int
     null: list[float]
@@ -36,12 +42,28 @@ class GeneNull:
     # The null split by the source's recipe (``DNA.recipe()``): independents of one recipe are
     # often far more alike than the pooled null says (e.g. two MLPs on the same data).
     groups: dict[str, list[float]] = field(default_factory=dict)
+    null_clusters: list[int] | None = None
+    group_clusters: dict[str, list[int]] = field(default_factory=dict)
+    between_sd: float = 0.0  # spread between clusters, pooled over recipes (for recipes with < 3)
 
     def null_for(self, recipe: str | None) -> tuple[list[float], str]:
-        """The recipe's own null when it has at least ``MIN_GROUP`` samples, else the pooled one."""
+        """The recipe's own null values when it has at least ``MIN_GROUP`` samples, else the pooled ones."""
         if recipe is not None and len(self.groups.get(recipe, [])) >= MIN_GROUP:
             return self.groups[recipe], f"recipe {recipe}"
         return self.null, "pooled"
+
+    def model_for(self, recipe: str | None) -> tuple[NullModel, str]:
+        """The predictive null model for a source of ``recipe`` and a description of it."""
+        values, which = self.null_for(recipe)
+        clusters = self.group_clusters.get(recipe) if which != "pooled" else self.null_clusters  # type: ignore[arg-type]
+        if clusters is not None and len(clusters) != len(values):
+            clusters = None
+        model = clustered_null(values, clusters, self.between_sd)
+        return model, f"{which}, {model.clusters} clusters"
+
+    def p_value(self, z: float, recipe: str | None = None) -> float:
+        """One-sided predictive p-value of a Fisher z under this gene's null for ``recipe``."""
+        return self.model_for(recipe)[0].p_value(z)
 
 
 @dataclass
@@ -64,6 +86,9 @@ class Calibration:
                     "null": [round(v, 5) for v in g.null],
                     "derived": [round(v, 5) for v in g.derived],
                     "groups": {k: [round(v, 5) for v in vs] for k, vs in g.groups.items()},
+                    "null_clusters": g.null_clusters,
+                    "group_clusters": g.group_clusters,
+                    "between_sd": round(g.between_sd, 6),
                 }
                 for n, g in self.genes.items()
             },
@@ -88,10 +113,18 @@ def load_calibration(path: str | Path | None = None) -> Calibration:
         raw = json.loads(text)
     except (OSError, ValueError, ModuleNotFoundError) as exc:
         raise ProgenitorError(f"calibration {path or DEFAULT_NAME} cannot be read ({exc})") from exc
-    if raw.get("calibration_version") != CALIBRATION_VERSION:
+    if raw.get("calibration_version") not in (1, CALIBRATION_VERSION):
         raise ProgenitorError(f"{where}: calibration version {raw.get('calibration_version')} unknown")
     genes = {
-        n: GeneNull(int(g["version"]), list(g["null"]), list(g.get("derived", [])), dict(g.get("groups", {})))
+        n: GeneNull(
+            int(g["version"]),
+            list(g["null"]),
+            list(g.get("derived", [])),
+            dict(g.get("groups", {})),
+            g.get("null_clusters"),
+            dict(g.get("group_clusters", {})),
+            float(g.get("between_sd", 0.0)),
+        )
         for n, g in raw["genes"].items()
     }
     a, b = raw.get("logistic", [0.0, 1.0])
@@ -119,6 +152,7 @@ def fit_calibration(
     source: str,
     combine: Any = None,
     recipes: list[str | None] | None = None,
+    clusters: list[str | None] | None = None,
 ) -> Calibration:
     """Fit a calibration from ``(gene similarities, derived?)`` records of labelled pairs.
 
@@ -131,21 +165,33 @@ def fit_calibration(
             the logistic map; when None only the nulls are fitted.
         recipes: per record, the source's recipe signature (``DNA.recipe()``); the null is then
             also kept per recipe.
+        clusters: per record, a label shared by dependent pairs (e.g. the two families the
+            models come from); None: every pair is its own cluster.
     """
     from progenitor.stats import fisher_z
 
     records = list(records)
     keys = recipes if recipes is not None else [None] * len(records)
+    labels = clusters if clusters is not None else [f"pair {i}" for i in range(len(records))]
+    cluster_id = {label: i for i, label in enumerate(dict.fromkeys(labels))}
     genes: dict[str, GeneNull] = {}
     for name, version in versions.items():
-        null = [fisher_z(s[name]) for s, derived in records if not derived and name in s]
+        null, null_clusters = [], []
         pos = [fisher_z(s[name]) for s, derived in records if derived and name in s]
         groups: dict[str, list[float]] = {}
-        for (s, derived), key in zip(records, keys, strict=True):
-            if not derived and name in s and key is not None:
-                groups.setdefault(key, []).append(fisher_z(s[name]))
+        group_clusters: dict[str, list[int]] = {}
+        for (s, derived), key, label in zip(records, keys, labels, strict=True):
+            if derived or name not in s:
+                continue
+            z = fisher_z(s[name])
+            null.append(z)
+            null_clusters.append(cluster_id[label])
+            if key is not None:
+                groups.setdefault(key, []).append(z)
+                group_clusters.setdefault(key, []).append(cluster_id[label])
         if len(null) >= 3:
-            genes[name] = GeneNull(version, null, pos, groups)
+            between = pooled_between_sd([(groups[k], group_clusters[k]) for k in groups])
+            genes[name] = GeneNull(version, null, pos, groups, null_clusters, group_clusters, between)
     cal = Calibration(genes, (0.0, 1.0), source)
     if combine is not None:
         xs, ys = [], []

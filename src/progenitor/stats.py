@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 from scipy import stats as _st
@@ -31,6 +32,66 @@ def predictive_p_value(value: float, null: Sequence[float]) -> float:
     sd = max(float(x.std(ddof=1)), 1e-6)
     t = (value - float(x.mean())) / (sd * math.sqrt(1 + 1 / x.size))
     return float(_st.t.sf(t, df=x.size - 1))
+
+
+@dataclass(frozen=True)
+class NullModel:
+    """A null distribution summarised for predictive p-values: mean, predictive sd, degrees of freedom."""
+
+    mean: float
+    sd: float
+    df: int
+    n: int
+    clusters: int
+
+    def p_value(self, value: float) -> float:
+        """One-sided P(a new null draw >= value), Student-t with the model's df."""
+        return float(_st.t.sf((value - self.mean) / max(self.sd, 1e-6), df=max(self.df, 1)))
+
+
+def clustered_null(
+    values: Sequence[float], clusters: Sequence[int] | None = None, between_sd: float = 0.0
+) -> NullModel:
+    """A predictive null from samples that come in clusters of dependent values.
+
+    Pairs of models that share a family (every derivative of one source against every
+    derivative of another) are not independent draws: the variation between families is what a
+    new pair from new families faces. With C clusters of means m_k and pooled within-cluster
+    variance s_w^2, the predictive variance of a new draw is ``var(m) (1 + 1/C) + s_w^2`` with
+    C - 1 degrees of freedom. With fewer than 3 clusters the spread between clusters cannot be
+    estimated from the values: ``between_sd`` (pooled over other nulls) stands in for it, with 2
+    degrees of freedom. Without ``clusters`` every value is its own cluster, which is the
+    Student-t prediction interval (``predictive_p_value``).
+    """
+    x = np.asarray(values, dtype=np.float64)
+    if x.size < 3:
+        raise ValueError("a null needs at least 3 samples")
+    labels = np.arange(x.size) if clusters is None else np.asarray(clusters)
+    keys, inverse = np.unique(labels, return_inverse=True)
+    c = len(keys)
+    means = np.bincount(inverse, weights=x) / np.bincount(inverse)
+    within = float(((x - means[inverse]) ** 2).sum() / (x.size - c)) if x.size > c else 0.0
+    if c >= 3:
+        var = float(means.var(ddof=1)) * (1 + 1 / c) + within
+        df = c - 1
+    else:
+        var = between_sd**2 + within
+        df = 2
+    return NullModel(float(means.mean()), math.sqrt(max(var, 1e-12)), df, int(x.size), c)
+
+
+def pooled_between_sd(groups: Sequence[tuple[Sequence[float], Sequence[int]]]) -> float:
+    """Spread of cluster means around their group's mean, pooled over groups with 2+ clusters."""
+    ss, df = 0.0, 0
+    for values, clusters in groups:
+        x, labels = np.asarray(values, dtype=np.float64), np.asarray(clusters)
+        keys, inverse = np.unique(labels, return_inverse=True)
+        if len(keys) < 2:
+            continue
+        means = np.bincount(inverse, weights=x) / np.bincount(inverse)
+        ss += float(((means - means.mean()) ** 2).sum())
+        df += len(keys) - 1
+    return math.sqrt(ss / df) if df else 0.0
 
 
 def cauchy_combination(p_values: Sequence[float]) -> float:

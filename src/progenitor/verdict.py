@@ -28,11 +28,9 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-import numpy as np
-
 from progenitor.calibration import Calibration
 from progenitor.genes import GeneScore
-from progenitor.stats import cauchy_combination, fisher_z, predictive_p_value, sigmoid
+from progenitor.stats import NullModel, cauchy_combination, clustered_null, fisher_z, predictive_p_value, sigmoid
 
 Verdict = Literal["derived", "unrelated", "inconclusive"]
 DEFAULT_ALPHA = 0.01
@@ -67,14 +65,14 @@ class Comparison:
 
 def _gene_null(
     name: str, calibration: Calibration, custom: dict[str, list[float]] | None, recipe: str | None
-) -> tuple[list[float], str]:
+) -> tuple[NullModel | None, str]:
     """The null for a gene: supplied independents, else the calibration's (recipe's own if it has one)."""
     if custom and name in custom and len(custom[name]) >= 3:
-        return custom[name], "supplied independent models"
+        return clustered_null(custom[name]), "supplied independent models"
     if name in calibration.genes:
-        null, which = calibration.genes[name].null_for(recipe)
-        return null, f"{calibration.source} ({which} null)"
-    return [], ""
+        model, which = calibration.genes[name].model_for(recipe)
+        return model, f"{calibration.source} ({which} null)"
+    return None, ""
 
 
 def gene_evidence(
@@ -89,12 +87,12 @@ def gene_evidence(
         z = fisher_z(score.similarity)
         null, where = _gene_null(name, calibration, custom_null, recipe)
         entry: dict[str, Any] = {"similarity": round(score.similarity, 6), "z": round(z, 4)}
-        if len(null) >= 3:
+        if null is not None:
             entry.update(
-                p_value=float(f"{predictive_p_value(z, null):.6g}"),
-                null_mean_z=round(float(np.mean(null)), 4),
-                null_sd_z=round(float(np.std(null, ddof=1)), 4),
-                null_n=len(null),
+                p_value=float(f"{null.p_value(z):.6g}"),
+                null_mean_z=round(null.mean, 4),
+                null_sd_z=round(null.sd, 4),
+                null_n=null.n,
                 null_from=where,
             )
             exact = score.details.get("alignment_p")
