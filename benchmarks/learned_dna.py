@@ -6,7 +6,10 @@ on the test split's pairs (families never seen in training):
 * ``training-free``: the genes' combined p-value (the verdict without any learning);
 * ``genes-linear``: a least-squares linear probe on the genes' Fisher-z similarities (no generator);
 * ``behaviour``, ``data``, ``behaviour+data``, ``full``: the learned classifier's P(derived) with
-  the generator restricted to those gene blocks (``full`` adds weights and moments).
+  the generator restricted to those gene blocks (``full`` adds weights and moments);
+* ``fused:<variant>``: the verdict's gene p-values and the learned classifier's p-value (against
+  its validation independents) in one Cauchy combination, reported on the validation split too
+  (where a decision to fuse may be taken) as ``val:fused:<variant>``.
 
 Usage: python benchmarks/learned_dna.py --zoo ZOO --out benchmarks/learned_dna.json
 """
@@ -27,6 +30,7 @@ from progenitor.bench.metrics import roc_auc, tpr_at_fpr
 from progenitor.calibration import load_calibration
 from progenitor.learn.train import fit
 from progenitor.stats import cauchy_combination, fisher_z
+from progenitor.verdict import gene_evidence, learned_evidence
 from progenitor.zoo.dna_dataset import ZooDNA
 
 VARIANTS = {
@@ -49,6 +53,17 @@ def metrics(scores: np.ndarray, labels: np.ndarray, kinds: list[str]) -> dict:
     return {k: (round(v, 4) if isinstance(v, float) and not math.isnan(v) else v) for k, v in out.items()}
 
 
+def log_p(ps: list[float]) -> float:
+    """-log10 of the Cauchy combination of p-values."""
+    return -math.log10(max(cauchy_combination(ps), 1e-300))
+
+
+def fused(gene_ps: list[list[float]], assessed: list[dict], null: list[float]) -> np.ndarray:
+    """Per pair: the genes' p-values and the learned classifier's p-value in one Cauchy combination."""
+    pairs = zip(gene_ps, assessed, strict=True)
+    return np.array([log_p([*ps, learned_evidence(a, null)["p_value"]]) for ps, a in pairs])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--zoo", required=True)
@@ -62,17 +77,20 @@ def main() -> None:
     labels = np.array([p.derived for p in test], dtype=float)
     kinds = [p.kind for p in test]
     cal = load_calibration()
-    sims = [{n: s.similarity for n, s in score_genes(zoo.dna(p.source), zoo.dna(p.target)).items()} for p in test]
+    val = [p for p in zoo.pairs("val") if p.derived or p.kind in NEGATIVES]
+    val_labels = np.array([p.derived for p in val], dtype=float)
     results: dict[str, dict] = {}
 
-    def gene_p(s: dict, recipe: str) -> float:
-        ps = [cal.genes[n].p_value(fisher_z(v), recipe) for n, v in s.items() if n in cal.genes]
-        return cauchy_combination(ps)
+    def gene_ps(p) -> list[float]:
+        """The verdict's per-gene p-values (alignment test included), as ``compare`` computes them."""
+        source, target = zoo.dna(p.source), zoo.dna(p.target)
+        evidence = gene_evidence(score_genes(source, target), cal, None, source.recipe())
+        return [e["p_value"] for e in evidence.values() if e.get("p_value") is not None]
 
-    free = np.array(
-        [-math.log10(max(gene_p(s, zoo.dna(p.source).recipe()), 1e-300)) for s, p in zip(sims, test, strict=True)]
-    )
+    test_ps, val_ps = [gene_ps(p) for p in test], [gene_ps(p) for p in val]
+    free = np.array([log_p(ps) for ps in test_ps])
     results["training-free"] = metrics(free, labels, kinds)
+    results["val:training-free"] = metrics(np.array([log_p(ps) for ps in val_ps]), val_labels, [p.kind for p in val])
     # genes-linear: a least-squares linear probe fitted on the train split's pairs, applied to test
     train_pairs = [p for p in zoo.pairs("train") if p.derived or p.kind in NEGATIVES]
 
@@ -88,11 +106,17 @@ def main() -> None:
     timings = {}
     for name, parts in VARIANTS.items():
         t0 = time.perf_counter()
-        bundle, val = fit(training, {"epochs": args.epochs, "parts": parts, "seed": 0})
+        bundle, fitted = fit(training, {"epochs": args.epochs, "parts": parts, "seed": 0})
         timings[name] = round(time.perf_counter() - t0, 1)
-        probs = np.array([bundle.assess(zoo.dna(p.source), zoo.dna(p.target))["probability"] for p in test])
-        results[name] = {**metrics(probs, labels, kinds), "val_auc": val["val_auc"], "train_seconds": timings[name]}
-        print(name, results[name]["auc"], flush=True)
+        assessed = [bundle.assess(zoo.dna(p.source), zoo.dna(p.target)) for p in test]
+        probs = np.array([a["probability"] for a in assessed])
+        results[name] = {**metrics(probs, labels, kinds), "val_auc": fitted["val_auc"], "train_seconds": timings[name]}
+        val_assessed = [bundle.assess(zoo.dna(p.source), zoo.dna(p.target)) for p in val]
+        results[f"fused:{name}"] = metrics(fused(test_ps, assessed, bundle.null_logits()), labels, kinds)
+        results[f"val:fused:{name}"] = metrics(
+            fused(val_ps, val_assessed, bundle.null_logits()), val_labels, [p.kind for p in val]
+        )
+        print(name, results[name]["auc"], results[f"fused:{name}"]["auc"], flush=True)
     Path(args.out).write_text(
         json.dumps(
             {"zoo": zoo.zoo_hash[:16], "test_pairs": len(test), "derived": int(labels.sum()), "results": results},
