@@ -141,16 +141,11 @@ class ProgenitorMethod(Method):
         return True
 
     def direction(self, a: DNA, b: DNA) -> float:
-        """P(a is the parent of b), antisymmetrised: the learned direction head, else ``weight_stats``."""
-        if self.bundle is not None:
-            bundle = self.bundle
+        """P(a is the parent of b), antisymmetrised, with ``progenitor search``'s default signal
+        (``auto``: ``weight_stats`` between models with weights, else the learned head)."""
+        from progenitor.index.direction import get_direction
 
-            def signal(x: DNA, y: DNA) -> float:
-                return float(bundle.assess(x, y)["direction"])
-        else:
-            from progenitor.index.direction import get_direction
-
-            signal = get_direction("weight_stats")
+        signal = get_direction("auto", self.bundle)
         forward, backward = signal(a, b), signal(b, a)
         return forward / (forward + backward) if forward + backward > 0 else 0.5
 

@@ -5,8 +5,8 @@ shuffled with a fixed seed, and ours gets no registration-order prior, so neithe
 nor its names leak the lineage); the method returns directed (parent, child) edges.
 
 * ours: ``progenitor.index.build_tree`` (maximum-probability arborescence over the pairwise
-  verdicts) with the benchmark's cached verdicts as ``relate_fn`` and, as direction, the learned
-  classifier's direction head when a learned Model DNA is used, else the ``weight_stats`` signal;
+  verdicts) with the benchmark's cached verdicts as ``relate_fn`` and its default direction
+  (``auto``: the ``weight_stats`` cues between models with weights, else the learned head);
 * MoTHer: ``progenitor.baselines.recover_tree`` on its own fingerprints (weight distance, kurtosis
   direction, Edmonds), one arborescence per group of members whose weights it can pair. Its
   clustering step is skipped (``cut=inf``): the family is given, as in the paper's evaluation of
@@ -82,6 +82,7 @@ def _pairable(a: Any, b: Any) -> bool:
 def _ours(method: ProgenitorMethod, members: list[str], fps: dict[str, DNA], pair: PairLookup) -> Edges:
     from progenitor.index import Member, build_tree
     from progenitor.index._relate import Relation
+    from progenitor.index.direction import get_direction
 
     def relate_fn(a: Member, b: Member) -> Relation:
         r = pair(a.name, b.name)
@@ -89,14 +90,9 @@ def _ours(method: ProgenitorMethod, members: list[str], fps: dict[str, DNA], pai
         return Relation(verdict, float(r.extra.get("probability", 0.0)), r.p_value, float(r.extra.get("strength", 0.0)),
                         aligned=float(r.extra.get("aligned", 0.0)))
 
-    direction: Any = "weight_stats"
-    if method.bundle is not None:
-        bundle = method.bundle
-
-        def learned_direction(a: DNA, b: DNA) -> float:
-            return float(bundle.assess(a, b)["direction"])
-
-        direction = learned_direction
+    # The direction `progenitor tree` uses by default: weight cues when both models have weights,
+    # else the learned classifier's head when a learned Model DNA is in use.
+    direction = get_direction("auto", method.bundle)
     tree = build_tree([Member(m, fps[m], order=i) for i, m in enumerate(members)],
                       calibration=method.context.calibration, alpha=method.context.alpha,
                       direction=direction, order_prior=0.0, relate_fn=relate_fn)
