@@ -84,11 +84,18 @@ def _ours(method: ProgenitorMethod, members: list[str], fps: dict[str, DNA], pai
     from progenitor.index._relate import Relation
     from progenitor.index.direction import get_direction
 
+    def relation(r: PairResult) -> Relation:
+        return Relation(r.extra.get("verdict", "unrelated"), float(r.extra.get("probability", 0.0)), r.p_value,
+                        float(r.extra.get("strength", 0.0)), aligned=float(r.extra.get("aligned", 0.0)))
+
     def relate_fn(a: Member, b: Member) -> Relation:
-        r = pair(a.name, b.name)
-        verdict = r.extra.get("verdict", "unrelated")
-        return Relation(verdict, float(r.extra.get("probability", 0.0)), r.p_value, float(r.extra.get("strength", 0.0)),
-                        aligned=float(r.extra.get("aligned", 0.0)))
+        # As build_tree's own: with a learned (directional) classifier in the verdict, a pair is
+        # related when either orientation is.
+        forward = relation(pair(a.name, b.name))
+        if method.bundle is None or forward.verdict == "derived":
+            return forward
+        backward = relation(pair(b.name, a.name))
+        return backward if backward.verdict == "derived" else forward
 
     # The direction `progenitor tree` uses by default: weight cues when both models have weights,
     # else the learned classifier's head when a learned Model DNA is in use.
