@@ -303,6 +303,27 @@ def test_direction_signal() -> None:
     assert weight_stats_direction(parent, parent) == 0.5
     assert weight_stats_direction(pruned, parent) == pytest.approx(1 - weight_stats_direction(parent, pruned))
 
+    def with_precision(fp16_exact: float) -> pg.DNA:  # a float16 copy: every weight float16-exact
+        gene = GeneValue({"moments": np.zeros((3, 3), np.float32), "precision": np.full((3, 2), 0.0, np.float32)})
+        gene.arrays["precision"][:, 0] = fp16_exact
+        return pg.DNA({"n_params": 1000}, "white", None, {"weight_stats": gene}, {"weight_stats": 2})
+
+    original, cast = with_precision(0.0001), with_precision(1.0)
+    assert weight_stats_direction(original, cast) > 0.95 > 0.05 > weight_stats_direction(cast, original)
+
+
+def test_tree_takes_the_aligned_original_not_its_permuted_copy(reg) -> None:
+    """A fine-tune of the parent matches the parent's units in order, not those of the parent's
+    permuted copy (same genes otherwise): the tree gives it the parent, whoever came first."""
+    members = {m.name: m for m in members_of(reg)}
+    chosen = [members[n] for n in ("permuted", "fine-tuned", "parent")]
+    for order, m in enumerate(chosen):
+        m.order = order  # the permuted copy registered first
+    tree = build_tree(chosen, order_prior=0.0)
+    assert tree.parent["fine-tuned"] == "parent"
+    edge = next(e for e in tree.edges if e.child == "fine-tuned")
+    assert edge.relation.aligned > 0.9
+
 
 def test_tree_recovers_the_family(reg) -> None:
     tree = build_tree(members_of(reg))

@@ -239,6 +239,20 @@ def test_noise_has_the_stated_magnitude(smoke: tuple[Path, dict[str, Any], float
             assert ratio == pytest.approx(edge["params"]["relative_std"], rel=0.1), k
 
 
+def test_one_spec_seed_on_two_parents_draws_independent_randomness(smoke: tuple[Path, dict[str, Any], float]) -> None:
+    """Both smoke MLP sources get a ``noise`` child with spec seed 1; the noise they received is
+    uncorrelated, because randomness is seeded from each model's spec hash (builder version 2)."""
+    out, manifest, _ = smoke
+    models = _by_id(manifest)
+    edges = [e for e in _edges(manifest, "noise") if models[e["parent"]]["architecture"] == "mlp"]
+    assert len(edges) == 2 and edges[0]["seed"] == edges[1]["seed"]
+    deltas = []
+    for edge in edges:
+        pw, cw = _weights(out, models[edge["parent"]]), _weights(out, models[edge["child"]])
+        deltas.append(np.concatenate([(cw[k] - pw[k]).ravel() / pw[k].std() for k in sorted(pw) if pw[k].size >= 1000]))
+    assert abs(np.corrcoef(deltas[0], deltas[1])[0, 1]) < 0.05
+
+
 def test_students_agree_with_their_teacher_more_than_independents(
     smoke: tuple[Path, dict[str, Any], float],
     outputs: dict[str, np.ndarray],
