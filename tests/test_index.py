@@ -286,6 +286,31 @@ def test_search_new_uploads(reg, saved) -> None:
     assert result.parent is None and "look derived from the target" in result.reason
 
 
+def test_lineage_check_prefers_the_parent_over_a_closer_sibling() -> None:
+    """A light fine-tune of the parent (a sibling of the target) can look closer to the target
+    than the parent does; in the lineage tree of the candidates it is the parent's child, and the
+    target goes to the parent."""
+    from progenitor.calibration import load_calibration
+    from progenitor.index.direction import get_direction
+    from progenitor.index.search import lineage_check_parent
+
+    dna = {n: _synthetic_dna(i, None) for i, n in enumerate(["parent", "sib1", "sib2", "target"])}
+    for d in dna.values():
+        d.model["n_params"] = 100
+    strength = {("parent", "target"): 10.0, ("sib1", "target"): 10.3, ("sib2", "target"): 9.0,
+                ("parent", "sib1"): 20.0, ("parent", "sib2"): 20.0, ("sib1", "sib2"): 12.0}
+
+    def rel(a: str, b: str) -> Relation:
+        value = strength.get((a, b), strength.get((b, a)))
+        return Relation("derived", 1.0, 1e-9, value, aligned=1.0)
+
+    ranked = ["sib1", "parent", "sib2"]  # by edge cost alone the sibling comes first
+    candidates = [(n, dna[n], rel(n, "target"), 0) for n in ranked]
+    pick = lineage_check_parent(candidates, dna["target"], 0, load_calibration(), 0.01,
+                                get_direction("auto"), 0.0, relate_pair=rel)
+    assert pick == "parent"
+
+
 # ---------------------------------------------------------------------------------------- trees
 
 

@@ -153,19 +153,50 @@ class ProgenitorMethod(Method):
                     results: dict[tuple[str, str], PairResult]) -> str | None:
         """The rule of ``progenitor search`` (``progenitor.index.search``): among the candidates
         whose verdict is ``derived`` and that the direction signal does not place below the target
-        (direction >= 0.5), the cheapest parent edge (``progenitor.index._relate.edge_cost``); else none."""
-        best: tuple[float, str] | None = None
+        (direction >= 0.5), the cheapest parent edge (``progenitor.index._relate.edge_cost``), then
+        the search's lineage check over the best eight; none when no candidate is eligible."""
+        from progenitor.index.direction import get_direction
+        from progenitor.index.search import LINEAGE_CHECK, lineage_check_parent
+
+        def result(a: str, b: str) -> PairResult:
+            if (a, b) not in results:
+                dna_a = fp_target if a == target else candidates[a]
+                dna_b = fp_target if b == target else candidates[b]
+                results[(a, b)] = self.score(dna_a, [dna_b])[0]
+            return results[(a, b)]
+
+        eligible = []
         for name, dna in candidates.items():
-            result = results.get((name, target)) or self.score(dna, [fp_target])[0]
-            if not result.decided:
+            r = result(name, target)
+            if not r.decided:
                 continue
             d = self.direction(dna, fp_target)
             if d < 0.5:
                 continue
-            cost = edge_cost(float(result.extra.get("strength", 0.0)), d, 1.0, float(result.extra.get("aligned", 0.0)))
-            if best is None or (cost, name) < best:
-                best = (cost, name)
-        return None if best is None else best[1]
+            cost = edge_cost(float(r.extra.get("strength", 0.0)), d, 1.0, float(r.extra.get("aligned", 0.0)))
+            eligible.append((cost, name))
+        if not eligible:
+            return None
+        eligible.sort()
+        chosen = [name for _, name in eligible[: max(LINEAGE_CHECK, 1)]]
+        if len(chosen) > 1:
+            # Registration order is no evidence here (the zoo's order would leak the lineage).
+            pick = lineage_check_parent(
+                [(n, candidates[n], self.relation(result(n, target)), 0) for n in chosen], fp_target, 0,
+                self.context.calibration, self.context.alpha, get_direction("auto", self.bundle), 0.0,
+                self.bundle, relate_pair=lambda a, b: self.relation(result(a, b)))
+            if pick is not None:
+                return pick
+        return chosen[0]
+
+    @staticmethod
+    def relation(result: PairResult) -> Any:
+        """The index's Relation for a cached pair result (verdict, probability, strength, alignment)."""
+        from progenitor.index._relate import Relation
+
+        return Relation(result.extra.get("verdict", "unrelated"), float(result.extra.get("probability", 0.0)),
+                        result.p_value, float(result.extra.get("strength", 0.0)),
+                        aligned=float(result.extra.get("aligned", 0.0)))
 
     def _dna(self, model: Model, entry: dict[str, Any]) -> tuple[DNA, float]:
         key = entry["id"]

@@ -84,9 +84,7 @@ def _ours(method: ProgenitorMethod, members: list[str], fps: dict[str, DNA], pai
     from progenitor.index._relate import Relation
     from progenitor.index.direction import get_direction
 
-    def relation(r: PairResult) -> Relation:
-        return Relation(r.extra.get("verdict", "unrelated"), float(r.extra.get("probability", 0.0)), r.p_value,
-                        float(r.extra.get("strength", 0.0)), aligned=float(r.extra.get("aligned", 0.0)))
+    relation = method.relation
 
     def relate_fn(a: Member, b: Member) -> Relation:
         # As build_tree's own: with a learned (directional) classifier in the verdict, a pair is
