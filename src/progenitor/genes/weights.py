@@ -25,7 +25,10 @@ The ``alignment_p`` detail is that bound for the most aligned layer, times the n
 survives derivations that move weights far (heavy noise then retraining) as long as no one
 permuted the units; the verdict merges it with the gene's calibrated p-value
 (``progenitor.verdict``). Models that share a random initialisation are not independent, and
-the test says so.
+the test says so. Caveat: where units are only exchangeable within a structure (attention heads:
+permutations within and of heads), the labels are a random element of that smaller group, and
+1/k! is then an approximation rather than a bound; on the zoo's ViTs and language models no
+independent pair reached alpha (BENCHMARKS.md).
 """
 
 from __future__ import annotations

@@ -462,6 +462,7 @@ def build_tree(
             "direction": direction if isinstance(direction, str) else getattr(direction, "__name__", "custom"),
             "direction_weight": direction_weight,
             "order_prior": order_prior,
+            "centrality": centrality,
             "root_direction": root_direction,
             "tie_tolerance": tie_tolerance,
             "alpha": alpha,
