@@ -1,0 +1,90 @@
+"""Extraction cost against the bare forward passes over the same probes (issue 4: within 1.5x).
+
+    .venv/bin/python benchmarks/extract_cost.py --zoo ZOO [--out benchmarks/extract_cost.json]
+
+For each model (default: the standard zoo's sources ``cnn-fa-s0``, ``resnet-fa-s0``,
+``vit-fa-s0``), in one process with 2 torch threads: the median of ``--repeats`` timings of
+
+* ``forward``: ``Model.forward`` on the zoo's probe set (the bare cost of looking at the model);
+* ``white``: ``progenitor.extract`` at white-box access (every gene the model allows), no data
+  sample and no learned vector, so that it sees exactly what the forward pass sees;
+* ``black``: the same at black-box access (outputs only);
+* ``compare_genes``: ``progenitor.score_genes`` on two white-box DNAs of the model (the genes'
+  similarities alone);
+* ``verdict``: ``compare_many`` on them (similarities, calibrated p-values, the packaged learned
+  classifier: what ``progenitor compare`` does with two stored DNAs);
+
+and the white-box DNA's payload in bytes. Every call runs once untimed first (warm caches).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from progenitor.api import compare_many, extract, score_genes
+from progenitor.probes import load_probes
+from progenitor.zoo import load_manifest, open_model
+
+DEFAULT_MODELS = ("cnn-fa-s0", "resnet-fa-s0", "vit-fa-s0")
+
+
+def _median_ms(fn: Any, repeats: int) -> float:
+    fn()
+    times = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - started)
+    return round(1000 * statistics.median(times), 1)
+
+
+def _extract(model: Any, probes: Any, access: str) -> Any:
+    return extract(model, probes=probes, access=access, learned=False)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--zoo", type=Path, required=True)
+    parser.add_argument("--out", type=Path, default=Path(__file__).with_name("extract_cost.json"))
+    parser.add_argument("--models", default=",".join(DEFAULT_MODELS))
+    parser.add_argument("--repeats", type=int, default=5)
+    args = parser.parse_args()
+    torch.set_num_threads(2)
+    manifest = load_manifest(args.zoo)
+    probe_entry = manifest["probes"][0]
+    probes = load_probes(str(args.zoo / probe_entry["path"]))
+    rows = []
+    for model_id in args.models.split(","):
+        model = open_model(args.zoo, model_id)
+        batch = probes.batch()
+        white = extract(model, probes=probes, access="white", learned=False)
+        row = {
+            "model": model_id,
+            "probes": len(probes),
+            "forward_ms": _median_ms(lambda m=model, b=batch: m.forward(b), args.repeats),
+            "white_ms": _median_ms(lambda m=model: _extract(m, probes, "white"), args.repeats),
+            "black_ms": _median_ms(lambda m=model: _extract(m, probes, "black"), args.repeats),
+            "compare_genes_ms": _median_ms(lambda d=white: score_genes(d, d), args.repeats),
+            "verdict_ms": _median_ms(lambda d=white: compare_many(d, [d]), args.repeats),
+            "payload_bytes": int(white.nbytes()),
+        }
+        row["white_ratio"] = round(row["white_ms"] / row["forward_ms"], 2)
+        row["black_ratio"] = round(row["black_ms"] / row["forward_ms"], 2)
+        rows.append(row)
+        print(json.dumps(row), flush=True)
+    args.out.write_text(json.dumps({"zoo": str(manifest.get("name")), "threads": 2,
+                                    "load_average_at_end": [round(x, 2) for x in os.getloadavg()],
+                                    "rows": rows}, indent=1) + "\n")
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
