@@ -205,8 +205,8 @@ EVASION_KINDS = ("evade-finetune", "evade-noise", "evade-rescale", "evade-distil
 def _evasion_battery(b: SpecBuilder, root: str, seed: int) -> None:
     """The adaptive derivations plus a plain fine-tune and distillation for reference.
 
-    Derivation seeds are ``1000 + 10 x source seed + k``: no student shares its initialisation
-    with a source or with a student of another family.
+    Derivation seeds are ``1000 + 10 x source seed + k`` (distinct spec seeds; the randomness
+    itself comes from each model's spec hash, ``progenitor.zoo.build.model_seed``).
     """
     s = 1000 + 10 * seed
     b.derive(root, "ft", "finetune", seed=s, epochs=1, lr=1e-3)
