@@ -33,6 +33,7 @@ from progenitor.index import (
 )
 from progenitor.index._relate import Relation
 from progenitor.index.direction import weight_stats_direction
+from progenitor.index.keys import KEY_DIM
 from progenitor.index.registry import SCHEMA_VERSION, migrate
 
 CHILDREN = ["fine-tuned", "pruned-50", "noised", "permuted"]
@@ -139,7 +140,7 @@ def test_migration_from_schema_v1(reg, tmp_path) -> None:
     conn.close()
 
     with Registry(path) as registry:
-        assert registry.schema_version == SCHEMA_VERSION == 2
+        assert registry.schema_version == SCHEMA_VERSION == 3
         entries = registry.entries()
         # names come from the references' stems, made unique; columns back-filled from the DNAs
         assert [e.name for e in entries] == ["model", "model-2", "vec"]
@@ -148,12 +149,14 @@ def test_migration_from_schema_v1(reg, tmp_path) -> None:
         ids, vectors = registry.vectors()
         assert list(ids) == [entries[2].id] and np.allclose(vectors[0], np.eye(4)[0])
         versions = [r[0] for r in registry._conn.execute("SELECT version FROM schema_migrations")]
-        assert versions == [1, 2]
+        assert versions == [1, 2, 3]
+        key_ids, keys = registry.keys()  # weight keys back-filled for the two white-box DNAs
+        assert list(key_ids) == [entries[0].id, entries[1].id] and keys.shape == (2, KEY_DIM)
         columns = [r[1] for r in registry._conn.execute("PRAGMA table_info(dnas)")]
         assert "dna" not in columns and "name" in columns  # payloads moved out of the metadata rows
         assert genome_hash(registry.dna("model-2")) == genome_hash(rows[1][0])
         assert registry.add(reg.dna("pruned-50")).entry.id == 4  # ids continue after the migrated rows
-        registry._conn.execute("INSERT INTO schema_migrations VALUES (3, 'later', 'from the future')")
+        registry._conn.execute("INSERT INTO schema_migrations VALUES (4, 'later', 'from the future')")
     with pytest.raises(RegistryError, match="newer than this release"):
         Registry(path)
 
@@ -266,6 +269,16 @@ def test_search_finds_each_childs_parent_and_abstains_on_independents(reg) -> No
         result = engine(dna, top=3, name=label, order=entry.id)
         assert result.parent is None and result.to_json()["abstained"]
         assert all(c.relation.verdict != "derived" for c in result.candidates)
+
+
+def test_search_beyond_the_exhaustive_threshold_retrieves_by_weight_keys(reg) -> None:
+    """Past ``exhaustive_up_to``, candidates are the nearest weight keys and learned vectors;
+    the weight keys bring each child's parent into even a short candidate list."""
+    engine = ParentSearch(reg, exhaustive_up_to=0)
+    for child in CHILDREN:
+        result = engine(reg.dna(child), name=child, candidates=2)
+        assert result.method.startswith("key:"), result.method
+        assert result.parent is not None and result.parent.entry.name == "parent", child
 
 
 def test_search_new_uploads(reg, saved) -> None:
@@ -408,7 +421,7 @@ def test_tree_with_vector_candidates_and_custom_relation() -> None:
         return Relation("derived" if cos > 0.8 else "unrelated", cos, None, strength)
 
     tree = build_tree(members, relate_fn=relate_fn, neighbours=5, order_prior=0.0)
-    assert tree.method["candidates"].startswith("5 nearest learned vectors")
+    assert tree.method["candidates"].startswith("5 nearest per model by learned vectors")
     correct = sum(tree.parent[c] == p for c, p in truth.items())
     assert correct / len(truth) >= 0.95
     assert len(tree.roots) == 40

@@ -35,6 +35,7 @@ import numpy as np
 from progenitor.dna import DNA, load_dna, save_dna
 from progenitor.errors import ProgenitorError
 from progenitor.index._dna import dna_from_bytes, dna_to_bytes, genome_hash
+from progenitor.index.keys import retrieval_key
 from progenitor.index.spec import ExtractorSpec, SpecMismatchError
 from progenitor.probes import ProbeSet
 
@@ -48,7 +49,7 @@ __all__ = [
     "default_db_path",
 ]
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 EXPORT_FORMAT = "progenitor-registry-export"
 EXPORT_VERSION = 1
 _BUSY_TIMEOUT_MS = 60_000
@@ -142,7 +143,16 @@ def _migration_2(conn: sqlite3.Connection) -> None:
     )
 
 
-MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {1: _migration_1, 2: _migration_2}
+def _migration_3(conn: sqlite3.Connection) -> None:
+    """Weight keys (``progenitor.index.keys``) for retrieval, back-filled from the stored DNAs."""
+    conn.execute("CREATE TABLE keys (id INTEGER PRIMARY KEY, key BLOB NOT NULL)")
+    for model_id, blob in conn.execute("SELECT id, dna FROM payloads ORDER BY id").fetchall():
+        key = _key_blob(dna_from_bytes(blob))
+        if key is not None:
+            conn.execute("INSERT INTO keys VALUES (?, ?)", (model_id, key))
+
+
+MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {1: _migration_1, 2: _migration_2, 3: _migration_3}
 
 
 def _applied(conn: sqlite3.Connection) -> int:
@@ -218,6 +228,11 @@ def _vector_blob(dna: DNA) -> bytes | None:
     if dna.vector is None:
         return None
     return np.ascontiguousarray(dna.vector, dtype="<f4").tobytes()
+
+
+def _key_blob(dna: DNA) -> bytes | None:
+    key = retrieval_key(dna)
+    return None if key is None else np.ascontiguousarray(key, dtype="<f4").tobytes()
 
 
 @dataclass(frozen=True)
@@ -494,7 +509,14 @@ class Registry:
 
     def vectors(self) -> tuple[np.ndarray, np.ndarray]:
         """Ids (int64) and learned vectors (float32, one row each) of the entries that have one."""
-        rows = self._conn.execute("SELECT id, vector FROM vectors ORDER BY id").fetchall()
+        return self._matrix("SELECT id, vector FROM vectors ORDER BY id")
+
+    def keys(self) -> tuple[np.ndarray, np.ndarray]:
+        """Ids (int64) and weight keys (``progenitor.index.keys``) of the entries that have one."""
+        return self._matrix("SELECT id, key FROM keys ORDER BY id")
+
+    def _matrix(self, query: str) -> tuple[np.ndarray, np.ndarray]:
+        rows = self._conn.execute(query).fetchall()
         if not rows:
             return np.zeros(0, np.int64), np.zeros((0, 0), np.float32)
         ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
@@ -575,6 +597,9 @@ class Registry:
             conn.execute("INSERT INTO payloads VALUES (?, ?)", (cursor.lastrowid, blob))
             if dna.vector is not None:
                 conn.execute("INSERT INTO vectors VALUES (?, ?)", (cursor.lastrowid, _vector_blob(dna)))
+            key = _key_blob(dna)
+            if key is not None:
+                conn.execute("INSERT INTO keys VALUES (?, ?)", (cursor.lastrowid, key))
             row = conn.execute(f"SELECT {_ENTRY_COLUMNS} FROM dnas d WHERE d.id = ?", (cursor.lastrowid,)).fetchone()
         return AddOutcome(_entry(row), True, "added")
 
@@ -582,7 +607,7 @@ class Registry:
         """Remove a model (by any key ``get`` accepts); returns what was removed."""
         entry = self.get(key)
         with self._write() as conn:
-            for table in ("payloads", "vectors", "dnas"):
+            for table in ("payloads", "vectors", "keys", "dnas"):
                 conn.execute(f"DELETE FROM {table} WHERE id = ?", (entry.id,))
         return entry
 

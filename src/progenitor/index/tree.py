@@ -51,6 +51,7 @@ from progenitor.dna import DNA
 from progenitor.errors import ProgenitorError
 from progenitor.index._relate import Relation, edge_cost, learned_bundle, logit, relate, sigmoid
 from progenitor.index.direction import DirectionSignal, get_direction
+from progenitor.index.keys import retrieval_key
 from progenitor.index.vectors import Backend, VectorIndex
 from progenitor.verdict import DEFAULT_ALPHA
 
@@ -286,19 +287,41 @@ RelateFn = Callable[[Member, Member], Relation]
 def _candidate_pairs(
     members: Sequence[Member], neighbours: int | None, backend: Backend
 ) -> tuple[list[tuple[int, int]], str]:
+    """All pairs for small collections; else each model's ``k`` nearest by weight key (models with
+    weight genes, ``progenitor.index.keys``) and by learned vector (when all have one)."""
     n = len(members)
     have_vectors = n > 0 and all(m.dna.vector is not None for m in members)
+    keys = {} if n <= ALL_PAIRS_UP_TO and neighbours is None else _keys(members)
     k = neighbours
     if k is None:
-        k = 0 if n <= ALL_PAIRS_UP_TO or not have_vectors else AUTO_NEIGHBOURS
-    if k <= 0 or not have_vectors or k >= n - 1:
-        how = "all pairs" if k <= 0 or k >= n - 1 else "all pairs (no learned vectors to prune with)"
+        k = 0 if n <= ALL_PAIRS_UP_TO or not (have_vectors or keys) else AUTO_NEIGHBOURS
+    if k <= 0 or not (have_vectors or keys) or k >= n - 1:
+        how = "all pairs" if k <= 0 or k >= n - 1 else "all pairs (no learned vectors or weight keys to prune with)"
         return [(i, j) for i in range(n) for j in range(i + 1, n)], how
-    vectors = np.stack([np.asarray(m.dna.vector, dtype=np.float32) for m in members])
-    index = VectorIndex(np.arange(n), vectors, backend)
-    found = index.search_many(vectors, k + 1)
-    pairs = {(min(i, int(j)), max(i, int(j))) for i, row in enumerate(found) for j in row if int(j) != i}
-    return sorted(pairs), f"{k} nearest learned vectors per model ({index.backend})"
+    pairs: set[tuple[int, int]] = set()
+    how = []
+    sources = [("weight keys", sorted(keys), [keys[i] for i in sorted(keys)])] if keys else []
+    if have_vectors:
+        sources.append(("learned vectors", list(range(n)), [np.asarray(m.dna.vector, np.float32) for m in members]))
+    for label, rows, data in sources:
+        if len(rows) < 2:
+            continue
+        matrix = np.stack(data).astype(np.float32)
+        index = VectorIndex(np.asarray(rows), matrix, backend)
+        found = index.search_many(matrix, min(k + 1, len(rows)))
+        for i, row in zip(rows, found, strict=True):
+            pairs |= {(min(i, int(j)), max(i, int(j))) for j in row if int(j) != i}
+        how.append(f"{label} ({index.backend})")
+    return sorted(pairs), f"{k} nearest per model by " + " and ".join(how)
+
+
+def _keys(members: Sequence[Member]) -> dict[int, np.ndarray]:
+    out = {}
+    for i, m in enumerate(members):
+        key = retrieval_key(m.dna)
+        if key is not None:
+            out[i] = key
+    return out
 
 
 def build_tree(

@@ -1,0 +1,36 @@
+"""Retrieval keys: what parent search and large trees retrieve candidates by, besides learned vectors.
+
+Beyond ``EXHAUSTIVE_UP_TO`` registered models, search re-ranks only retrieved candidates, so a
+parent outside them is lost. The learned DNA vector is a weak key for that: on the standard zoo
+it keeps 76% of the parents the verdict detects among the 50 nearest
+(``benchmarks/retrieval_recall.py``). The **weight key** keeps 98.9% (99.5% together with the
+learned vectors, as search retrieves): the learned generator's untrained ``weights`` input block
+(the Grams of each layer's unit sketches, binned by depth: permutation-invariant,
+width-independent; ``progenitor.learn.inputs``) under a fixed random projection to ``KEY_DIM``
+dimensions, unit length. It exists for DNAs with the ``weight_sketch`` gene (white-box access);
+black-box DNAs are retrieved by their learned vectors.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from progenitor.dna import DNA
+from progenitor.genes._linalg import seeded_gaussian
+
+__all__ = ["KEY_DIM", "KEY_VERSION", "retrieval_key"]
+
+KEY_DIM = 128
+KEY_VERSION = 1
+
+
+def retrieval_key(dna: DNA) -> np.ndarray | None:
+    """The DNA's weight key (``KEY_DIM`` float32, unit length), or None without weight genes."""
+    if "weight_sketch" not in dna.genes:
+        return None
+    from progenitor.learn.inputs import dna_inputs
+
+    block = dna_inputs(dna)[0]["weights"].astype(np.float64)
+    key = block @ seeded_gaussian(block.size, KEY_DIM, f"retrieval-key-v{KEY_VERSION}").astype(np.float64)
+    norm = float(np.linalg.norm(key))
+    return (key / norm).astype(np.float32) if norm > 0 else None
