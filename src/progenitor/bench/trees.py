@@ -81,7 +81,7 @@ def _pairable(a: Any, b: Any) -> bool:
 
 def _ours(method: ProgenitorMethod, members: list[str], fps: dict[str, DNA], pair: PairLookup) -> Edges:
     from progenitor.index import Member, build_tree
-    from progenitor.index._relate import Relation
+    from progenitor.index._relate import Relation, related_either_way
     from progenitor.index.direction import get_direction
 
     relation = method.relation
@@ -89,11 +89,7 @@ def _ours(method: ProgenitorMethod, members: list[str], fps: dict[str, DNA], pai
     def relate_fn(a: Member, b: Member) -> Relation:
         # As build_tree's own: with a learned (directional) classifier in the verdict, a pair is
         # related when either orientation is.
-        forward = relation(pair(a.name, b.name))
-        if method.bundle is None or forward.verdict == "derived":
-            return forward
-        backward = relation(pair(b.name, a.name))
-        return backward if backward.verdict == "derived" else forward
+        return related_either_way(lambda x, y: relation(pair(x, y)), a.name, b.name, method.bundle is not None)
 
     # The direction `progenitor tree` uses by default: weight cues when both models have weights,
     # else the learned classifier's head when a learned Model DNA is in use.

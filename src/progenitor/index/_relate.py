@@ -28,6 +28,7 @@ Shared by parent search and lineage trees, so both rank candidate parents the sa
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -113,6 +114,17 @@ def relate(
         result.verdict, result.probability, result.p_value, strength_of(result.evidence), result,
         aligned_of(result.evidence),
     )
+
+
+def related_either_way(pair: Callable[[str, str], Relation], a: str, b: str, directional: bool) -> Relation:
+    """The relation of ``a`` and ``b`` for lineage: ``pair(a, b)``, or, when the verdict is
+    directional (a learned classifier that says a parent is not derived from its child) and that
+    is not ``derived``, ``pair(b, a)`` if that one is."""
+    forward = pair(a, b)
+    if not directional or forward.verdict == "derived":
+        return forward
+    backward = pair(b, a)
+    return backward if backward.verdict == "derived" else forward
 
 
 def logit(p: float) -> float:

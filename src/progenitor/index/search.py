@@ -42,7 +42,16 @@ from progenitor.calibration import Calibration, load_calibration
 from progenitor.dna import DNA, load_dna
 from progenitor.errors import ProgenitorError
 from progenitor.index._dna import genome_hash
-from progenitor.index._relate import VERDICT_RANK, Relation, edge_cost, learned_bundle, logit, relate, sigmoid
+from progenitor.index._relate import (
+    VERDICT_RANK,
+    Relation,
+    edge_cost,
+    learned_bundle,
+    logit,
+    relate,
+    related_either_way,
+    sigmoid,
+)
 from progenitor.index.direction import DirectionSignal, get_direction
 from progenitor.index.keys import retrieval_key
 from progenitor.index.registry import Entry, Registry
@@ -359,21 +368,17 @@ def lineage_check_parent(
     members = [Member(name, dna, order=o) for name, dna, _, o in candidates]
     members.append(Member(sentinel, target, order=last if target_order is None else target_order))
 
+    dna_of = {name: dna for name, dna, _, _ in candidates}
+
+    def verdict(x: str, y: str) -> Relation:
+        if relate_pair is not None:
+            return relate_pair(x, y)
+        return relate(dna_of[x], dna_of[y], calibration, alpha, (x, y), bundle)
+
     def between(a: Member, b: Member) -> Relation:
         if sentinel in (a.name, b.name):
             return candidates[names[b.name if a.name == sentinel else a.name]][2]
-        if relate_pair is not None:
-            forward = relate_pair(a.name, b.name)
-        else:
-            forward = relate(a.dna, b.dna, calibration, alpha, (a.name, b.name), bundle)
-        if bundle is None or forward.verdict == "derived":
-            return forward
-        backward = (
-            relate_pair(b.name, a.name)
-            if relate_pair is not None
-            else relate(b.dna, a.dna, calibration, alpha, (b.name, a.name), bundle)
-        )
-        return backward if backward.verdict == "derived" else forward
+        return related_either_way(verdict, a.name, b.name, bundle is not None)
 
     tree = build_tree(members, calibration=calibration, alpha=alpha, direction=direction,
                       order_prior=order_prior, relate_fn=between, learned=False)

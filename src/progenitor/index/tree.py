@@ -49,7 +49,15 @@ import numpy as np
 from progenitor.calibration import Calibration, load_calibration
 from progenitor.dna import DNA
 from progenitor.errors import ProgenitorError
-from progenitor.index._relate import Relation, edge_cost, learned_bundle, logit, relate, sigmoid
+from progenitor.index._relate import (
+    Relation,
+    edge_cost,
+    learned_bundle,
+    logit,
+    relate,
+    related_either_way,
+    sigmoid,
+)
 from progenitor.index.direction import DirectionSignal, get_direction
 from progenitor.index.keys import retrieval_key
 from progenitor.index.vectors import Backend, VectorIndex
@@ -382,12 +390,13 @@ def build_tree(
     if relate_fn is None:
         cal = calibration if isinstance(calibration, Calibration) else load_calibration(calibration)
 
+        dna_of = {m.name: m.dna for m in members}
+
+        def verdict(x: str, y: str) -> Relation:
+            return relate(dna_of[x], dna_of[y], cal, alpha, (x, y), bundle)
+
         def relate_fn(a: Member, b: Member) -> Relation:
-            forward = relate(a.dna, b.dna, cal, alpha, (a.name, b.name), bundle)
-            if bundle is None or forward.verdict == "derived":
-                return forward
-            backward = relate(b.dna, a.dna, cal, alpha, (b.name, a.name), bundle)
-            return backward if backward.verdict == "derived" else forward
+            return related_either_way(verdict, a.name, b.name, bundle is not None)
 
         cal_source = cal.source
     else:
