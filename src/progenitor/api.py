@@ -202,7 +202,7 @@ def compare_many(
     cal = calibration if isinstance(calibration, Calibration) else load_calibration(calibration)
     bundle = resolve_learned(learned)
     note = progress or (lambda _msg: None)
-    note(f"source {source}")
+    note(f"source {_label(source)}")
     src = as_dna(source, probes=probes, access=access, **load_options)
 
     def other(ref: ModelLike) -> DNA:
@@ -214,12 +214,12 @@ def compare_many(
     if null:
         custom = {}
         for ref in null:
-            note(f"null model {ref}")
+            note(f"null model {_label(ref)}")
             for name, score in score_genes(src, other(ref), access).items():
                 custom.setdefault(name, []).append(fisher_z(score.similarity))
     results = []
     for ref in targets:
-        note(f"target {ref}")
+        note(f"target {_label(ref)}")
         tgt = other(ref)
         scores = score_genes(src, tgt, access)
         used = min(ACCESS_LEVELS.index(src.access), ACCESS_LEVELS.index(tgt.access))
@@ -240,6 +240,13 @@ def compare_many(
             )
         )
     return results
+
+
+def _label(ref: ModelLike) -> str:
+    """A short label for progress messages (formatting a DNA object would print its arrays)."""
+    if isinstance(ref, DNA):
+        return str(ref.model.get("ref", "DNA"))
+    return str(ref) if isinstance(ref, str | Path) else type(ref).__name__
 
 
 def _name(ref: ModelLike, dna: DNA) -> str:
