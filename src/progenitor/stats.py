@@ -66,10 +66,8 @@ def clustered_null(
     x = np.asarray(values, dtype=np.float64)
     if x.size < 3:
         raise ValueError("a null needs at least 3 samples")
-    labels = np.arange(x.size) if clusters is None else np.asarray(clusters)
-    keys, inverse = np.unique(labels, return_inverse=True)
-    c = len(keys)
-    means = np.bincount(inverse, weights=x) / np.bincount(inverse)
+    means, inverse = _cluster_means(x, np.arange(x.size) if clusters is None else clusters)
+    c = len(means)
     within = float(((x - means[inverse]) ** 2).sum() / (x.size - c)) if x.size > c else 0.0
     if c >= 3:
         var = float(means.var(ddof=1)) * (1 + 1 / c) + within
@@ -80,17 +78,21 @@ def clustered_null(
     return NullModel(float(means.mean()), math.sqrt(max(var, 1e-12)), df, int(x.size), c)
 
 
+def _cluster_means(x: np.ndarray, clusters: Sequence[int] | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Mean of each cluster's values, and each value's cluster index into those means."""
+    _, inverse = np.unique(np.asarray(clusters), return_inverse=True)
+    return np.bincount(inverse, weights=x) / np.bincount(inverse), inverse
+
+
 def pooled_between_sd(groups: Sequence[tuple[Sequence[float], Sequence[int]]]) -> float:
     """Spread of cluster means around their group's mean, pooled over groups with 2+ clusters."""
     ss, df = 0.0, 0
     for values, clusters in groups:
-        x, labels = np.asarray(values, dtype=np.float64), np.asarray(clusters)
-        keys, inverse = np.unique(labels, return_inverse=True)
-        if len(keys) < 2:
+        means, _ = _cluster_means(np.asarray(values, dtype=np.float64), clusters)
+        if len(means) < 2:
             continue
-        means = np.bincount(inverse, weights=x) / np.bincount(inverse)
         ss += float(((means - means.mean()) ** 2).sum())
-        df += len(keys) - 1
+        df += len(means) - 1
     return math.sqrt(ss / df) if df else 0.0
 
 

@@ -95,12 +95,11 @@ def gene_evidence(
                 null_n=null.n,
                 null_from=where,
             )
-            exact = score.details.get("alignment_p")
-            if exact is not None:
-                # Two tests of one gene (the calibrated similarity and the exact alignment
-                # test, progenitor.genes.weights): Bonferroni, valid whatever their dependence.
+            if score.exact_p_value is not None:
+                # Two tests of one gene (the calibrated similarity and the gene's exact test, e.g.
+                # weight_sketch's unit alignment): Bonferroni, valid whatever their dependence.
                 entry["p_similarity"] = entry["p_value"]
-                entry["p_value"] = float(f"{min(1.0, 2.0 * min(entry['p_value'], float(exact))):.6g}")
+                entry["p_value"] = float(f"{min(1.0, 2.0 * min(entry['p_value'], score.exact_p_value)):.6g}")
         else:
             entry["p_value"] = None
             entry["note"] = "no calibrated null for this gene: not used in the verdict"

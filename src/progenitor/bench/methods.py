@@ -38,7 +38,7 @@ from progenitor.calibration import Calibration
 from progenitor.dna import DNA
 from progenitor.errors import ProgenitorError
 from progenitor.genes import GeneNotApplicable
-from progenitor.index._relate import aligned_of, edge_cost, strength_of
+from progenitor.index._relate import Relation, aligned_of, edge_cost, strength_of
 from progenitor.models.base import Model
 from progenitor.probes import ProbeSet
 from progenitor.verdict import DEFAULT_ALPHA
@@ -190,10 +190,8 @@ class ProgenitorMethod(Method):
         return chosen[0]
 
     @staticmethod
-    def relation(result: PairResult) -> Any:
+    def relation(result: PairResult) -> Relation:
         """The index's Relation for a cached pair result (verdict, probability, strength, alignment)."""
-        from progenitor.index._relate import Relation
-
         return Relation(result.extra.get("verdict", "unrelated"), float(result.extra.get("probability", 0.0)),
                         result.p_value, float(result.extra.get("strength", 0.0)),
                         aligned=float(result.extra.get("aligned", 0.0)))

@@ -37,10 +37,16 @@ class GeneValue:
 
 @dataclass
 class GeneScore:
-    """The similarity of two GeneValues and the details that explain it."""
+    """The similarity of two GeneValues and the details that explain it.
+
+    ``exact_p_value``: a p-value the gene computes itself from a null it knows exactly (needs no
+    calibration), e.g. ``weight_sketch``'s unit-alignment test; the verdict merges it with the
+    calibrated p-value of ``similarity`` (``progenitor.verdict.gene_evidence``).
+    """
 
     similarity: float
     details: dict[str, Any] = field(default_factory=dict)
+    exact_p_value: float | None = None
 
 
 class Gene(ABC):

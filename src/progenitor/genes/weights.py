@@ -96,6 +96,7 @@ def sketch_layers(weights: dict[str, np.ndarray], dim: int = SKETCH_DIM) -> list
     """
     views = layer_views(weights)
     names = list(weights)
+    position = {name: i for i, name in enumerate(names)}
     latest: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # unit count -> (sketch, gains) of the latest layer
     out = []
     for index, (name, kind, w) in enumerate(views):
@@ -106,9 +107,9 @@ def sketch_layers(weights: dict[str, np.ndarray], dim: int = SKETCH_DIM) -> list
         chained = kind != "embedding" and channels > 1 and channels in latest
         if chained:  # weights as seen from balanced inputs: each input column times its unit's gain
             w = w * latest[channels][1][None, :, None].astype(w.dtype)
-        nxt = views[index + 1][0] if index + 1 < len(views) else None
+        stop = position[views[index + 1][0]] if index + 1 < len(views) else len(names)
         gains = np.linalg.norm(w.reshape(units, -1).astype(np.float64), axis=1)
-        gains = gains * _norm_gain(weights, names, name, nxt, units)
+        gains = gains * _norm_gain(weights, names[position[name] + 1 : stop], units)
         gains = gains / max(float(gains.mean()), 1e-30)  # only ratios matter; keeps deep products finite
         if chained:
             inputs = latest[channels][0]  # channels x dim: this layer reads those units
@@ -126,16 +127,15 @@ def sketch_layers(weights: dict[str, np.ndarray], dim: int = SKETCH_DIM) -> list
     return out
 
 
-def _norm_gain(weights: dict[str, np.ndarray], names: list[str], layer: str, nxt: str | None, units: int) -> np.ndarray:
-    """``|gamma| / sqrt(running_var + eps)`` of a BatchNorm stored after ``layer`` (before ``nxt``), else 1.
+def _norm_gain(weights: dict[str, np.ndarray], between: list[str], units: int) -> np.ndarray:
+    """``|gamma| / sqrt(running_var + eps)`` of a BatchNorm among the state-dict keys ``between`` a
+    layer and the next, else 1.
 
     Found by state-dict order and names (``P.weight`` and ``P.running_var`` of ``units`` values),
     the layout torch uses; a model without such buffers (an ONNX export folds the norm into the
     convolution) gets 1.
     """
-    start = names.index(layer) + 1
-    stop = names.index(nxt) if nxt in names else len(names)
-    for key in names[start:stop]:
+    for key in between:
         if not key.endswith(".running_var"):
             continue
         prefix = key[: -len("running_var")]
@@ -186,6 +186,7 @@ class WeightSketch(Gene):
         matches = [match_units(a.arrays[f"units{i}"], b.arrays[f"units{j}"]) for i, j in pairs]
         scores = [cosine for cosine, _ in matches]
         aligned, fixed = _aligned(layers_a, layers_b, pairs, [same for _, same in matches])
+        alignment_p = float(f"{alignment_p_value(fixed):.6g}")
         detail = [
             {
                 "source": layers_a[i].name,
@@ -204,9 +205,10 @@ class WeightSketch(Gene):
                 "max": round(max(scores), 4),
                 "aligned": round(aligned, 4),
                 "fixed_points": fixed,
-                "alignment_p": float(f"{alignment_p_value(fixed):.6g}"),
+                "alignment_p": alignment_p,
                 "layers": detail,
             },
+            exact_p_value=alignment_p,
         )
 
 

@@ -299,7 +299,9 @@ def _candidate_pairs(
     weight genes, ``progenitor.index.keys``) and by learned vector (when all have one)."""
     n = len(members)
     have_vectors = n > 0 and all(m.dna.vector is not None for m in members)
-    keys = {} if n <= ALL_PAIRS_UP_TO and neighbours is None else _keys(members)
+    # Keys cost a pass over every DNA's weight genes: only when neighbours may prune.
+    prune = n > ALL_PAIRS_UP_TO if neighbours is None else 0 < neighbours < n - 1
+    keys = _keys(members) if prune else {}
     k = neighbours
     if k is None:
         k = 0 if n <= ALL_PAIRS_UP_TO or not (have_vectors or keys) else AUTO_NEIGHBOURS
