@@ -35,7 +35,8 @@ def test_independent_same_recipe_is_not_derived(results, other) -> None:
 
 def test_evidence_names_genes_and_null(results) -> None:
     ev = results["fine-tuned"].evidence
-    assert set(ev["genes"]) == {"weight_sketch", "output_geometry"}  # TorchScript: no hooks, no features
+    # TorchScript: no hooks, so no features
+    assert set(ev["genes"]) == {"weight_sketch", "output_geometry", "output_logits"}
     for gene in ev["genes"].values():
         assert gene["null_from"] == "supplied independent models" and gene["null_n"] == 4
     assert results["fine-tuned"].access == "white"
@@ -44,7 +45,7 @@ def test_evidence_names_genes_and_null(results) -> None:
 def test_black_box_access_only(saved) -> None:
     null = [saved[f"independent{i}"] for i in range(4)]
     r = pg.compare(saved["parent"], saved["noised"], probes=saved["probes"], access="black", null=null)
-    assert r.access == "black" and set(r.evidence["genes"]) == {"output_geometry"}
+    assert r.access == "black" and set(r.evidence["genes"]) == {"output_geometry", "output_logits"}
     assert r.verdict == "derived"
 
 
@@ -53,7 +54,7 @@ def test_in_process_modules_and_dna_objects(family, probes_array) -> None:
     null = [pg.load(m, input_shape=(1, 8, 8)) for m in family.independents[:4]]
     r = pg.compare(src, pg.load(family.children["fine-tuned"], input_shape=(1, 8, 8)), probes=probes_array, null=null)
     assert r.verdict == "derived"
-    assert set(r.evidence["genes"]) == {"weight_sketch", "output_geometry", "feature_cka"}
+    assert set(r.evidence["genes"]) == {"weight_sketch", "output_geometry", "output_logits", "feature_cka"}
 
 
 def test_weights_only_source_against_torchscript(saved) -> None:

@@ -155,3 +155,32 @@ def test_training_data_gene(family, probes_array) -> None:
     texts = ["a good film", "a bad film", "the river at night"]
     t = gene.extract(Observation(pg.load(lambda x: np.zeros((len(x), 2)), text=True), None, pg.load_probes(texts)))
     assert t.arrays["mean"].shape == (128,) and t.meta["kind"] == "text"
+
+
+def test_output_logits_probability_api_and_wide_outputs() -> None:
+    """A probability API gives the logits' gene; wide outputs are projected; widths must match."""
+    from progenitor.genes.outputs import LOGIT_SKETCH, centred_logits
+
+    gene = get_gene("output_logits")
+    rng = np.random.default_rng(0)
+    logits = rng.standard_normal((40, 10)).astype(np.float32)
+    probs = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+    np.testing.assert_allclose(centred_logits(probs), centred_logits(logits + 3.0), atol=1e-4)
+
+    class _Obs:  # the gene reads only ``outputs`` from an Observation
+        def __init__(self, outputs: np.ndarray) -> None:
+            self.outputs = outputs
+
+    def score(x: np.ndarray, y: np.ndarray) -> float:
+        return gene.compare(gene.extract(_Obs(x)), gene.extract(_Obs(y))).similarity  # type: ignore[arg-type]
+
+    assert score(logits, probs) == pytest.approx(1.0, abs=1e-4)
+    assert score(logits, 2.0 * logits) == pytest.approx(1.0, abs=1e-5)  # a temperature keeps the order
+    assert abs(score(logits, rng.standard_normal((40, 10)))) < 0.3
+    wide = rng.standard_normal((40, 3 * LOGIT_SKETCH))
+    value = gene.extract(_Obs(wide))  # type: ignore[arg-type]
+    assert value.arrays["logits"].shape == (40, LOGIT_SKETCH)
+    near = wide + 0.3 * rng.standard_normal(wide.shape)
+    assert score(wide, near) > 0.85 > abs(score(wide, rng.standard_normal(wide.shape))) + 0.5
+    with pytest.raises(GeneNotApplicable):
+        gene.compare(gene.extract(_Obs(logits)), value)
