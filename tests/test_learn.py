@@ -146,3 +146,19 @@ def test_direction_is_decided(trained) -> None:
     backward = bundle.assess(dnas[1], dnas[0])
     assert forward["relation"] == pytest.approx(backward["relation"], abs=1e-6)
     assert forward["direction"] == pytest.approx(1 - backward["direction"], abs=1e-5)
+
+
+def test_assess_uses_a_stored_vector_of_the_same_generator(trained) -> None:
+    """A DNA carrying this generator's vector is not re-embedded, and the answer is the same."""
+    import copy
+
+    bundle, _, dnas, _ = trained
+    plain = bundle.assess(dnas[0], dnas[13])
+    stored = [copy.copy(dnas[0]), copy.copy(dnas[13])]
+    for dna, vector in zip(stored, bundle.embed(stored), strict=True):
+        dna.vector, dna.vector_spec = vector, bundle.spec
+    fast = bundle.assess(*stored)
+    assert fast == pytest.approx(plain, abs=1e-5)
+    other = copy.copy(dnas[13])
+    other.vector, other.vector_spec = -bundle.embed([other])[0], {**bundle.spec, "hash": "another"}
+    assert bundle.assess(stored[0], other) == pytest.approx(plain, abs=1e-5)  # another generator's vector is ignored

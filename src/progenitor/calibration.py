@@ -45,6 +45,11 @@ class GeneNull:
     null_clusters: list[int] | None = None
     group_clusters: dict[str, list[int]] = field(default_factory=dict)
     between_sd: float = 0.0  # spread between clusters, pooled over recipes (for recipes with < 3)
+    # model_for's answers by recipe: a GeneNull is not changed once built, and a collection-wide
+    # search or tree asks for the same few nulls thousands of times.
+    _models: dict[str | None, tuple[NullModel, str]] = field(
+        default_factory=dict, init=False, repr=False, compare=False
+    )
 
     def null_for(self, recipe: str | None) -> tuple[list[float], str]:
         """The recipe's own null values when it has at least ``MIN_GROUP`` samples, else the pooled ones."""
@@ -54,12 +59,15 @@ class GeneNull:
 
     def model_for(self, recipe: str | None) -> tuple[NullModel, str]:
         """The predictive null model for a source of ``recipe`` and a description of it."""
+        if recipe in self._models:
+            return self._models[recipe]
         values, which = self.null_for(recipe)
         clusters = self.group_clusters.get(recipe) if which != "pooled" else self.null_clusters  # type: ignore[arg-type]
         if clusters is not None and len(clusters) != len(values):
             clusters = None
         model = clustered_null(values, clusters, self.between_sd)
-        return model, f"{which}, {model.clusters} clusters"
+        self._models[recipe] = (model, f"{which}, {model.clusters} clusters")
+        return self._models[recipe]
 
     def p_value(self, z: float, recipe: str | None = None) -> float:
         """One-sided predictive p-value of a Fisher z under this gene's null for ``recipe``."""

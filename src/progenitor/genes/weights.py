@@ -220,11 +220,32 @@ def match_units(a: np.ndarray, b: np.ndarray) -> tuple[float, int]:
     unit has its twin) from an independently trained one that spans the same data directions.
     """
     sims = np.abs(a.astype(np.float32) @ b.astype(np.float32).T)
-    rows, cols = linear_sum_assignment(-sims)
+    rows, cols = _max_assignment(sims)
     # A unit counts as matched to itself only with a nonzero cosine: zero rows (removed units)
     # tie with everything, and the solver would break those ties by index.
     same = (rows == cols) & (sims[rows, cols] > 1e-3)
     return float(sims[rows, cols].mean()), int(same.sum())
+
+
+def _max_assignment(sims: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The one-to-one matching of largest total similarity (rows ascending, as the Hungarian solver
+    returns it).
+
+    When every unit of the smaller side has a different best match, those best matches are the
+    optimum (their sum bounds every matching from above), which is the usual case for related
+    layers; only otherwise does the Hungarian solver run.
+    """
+    n, m = sims.shape
+    if n <= m:
+        best = sims.argmax(axis=1)
+        if np.unique(best).size == n:
+            return np.arange(n), best
+    else:
+        best = sims.argmax(axis=0)
+        if np.unique(best).size == m:
+            order = np.argsort(best)
+            return best[order], np.arange(m)[order]
+    return linear_sum_assignment(-sims)
 
 
 def _aligned(a: list[Layer], b: list[Layer], pairs: list[tuple[int, int]], same: list[int]) -> tuple[float, list[int]]:

@@ -24,11 +24,12 @@ import numpy as np
 import torch
 
 from progenitor._io import write_atomic
+from progenitor._memo import per_object
 from progenitor.dna import DNA
 from progenitor.errors import ProgenitorError
 from progenitor.learn.classifier import ProvenanceClassifier
 from progenitor.learn.generator import DNAGenerator
-from progenitor.learn.inputs import stack_inputs
+from progenitor.learn.inputs import moments_input, stack_inputs
 
 BUNDLE_FORMAT = "progenitor-learned-dna"
 BUNDLE_VERSION = 1
@@ -62,13 +63,10 @@ class LearnedDNA:
 
     def assess(self, source: DNA, target: DNA) -> dict[str, float]:
         """Calibrated P(target derived from source), its logit, and the relation/direction parts."""
-        (s_blocks, s_masks), (t_blocks, t_masks) = _tensors([source]), _tensors([target])
-        self.generator.eval()
+        (u, s_moments, s_has), (v, t_moments, t_has) = self._encoded(source), self._encoded(target)
         self.classifier.eval()
         with torch.no_grad():
-            u, v = self.generator(s_blocks, s_masks), self.generator(t_blocks, t_masks)
-            has = s_masks["moments"] * t_masks["moments"]
-            rel, direc = self.classifier(u, v, s_blocks["moments"], t_blocks["moments"], has)
+            rel, direc = self.classifier(u, v, s_moments, t_moments, s_has * t_has)
             p = torch.sigmoid(rel) * torch.sigmoid(direc)
         prob = float(p.clamp(1e-9, 1 - 1e-9))
         return {
@@ -78,6 +76,25 @@ class LearnedDNA:
             "direction": float(torch.sigmoid(direc)),
             "cosine": float((u * v).sum()),
         }
+
+    def _encoded(self, dna: DNA) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The DNA's embedding, moments block and moments mask, kept while the DNA lives (a
+        search or a tree assesses one DNA against many)."""
+        memo = self.__dict__.get("_memo")
+        if memo is None:
+            memo = self.__dict__["_memo"] = per_object(self._encode)
+        return memo(dna)
+
+    def _encode(self, dna: DNA) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        if dna.vector is not None and dna.vector_spec == self.spec:
+            # The stored vector is this generator's output on these genes (``embed``).
+            moments, has = moments_input(dna)
+            return (torch.from_numpy(np.asarray(dna.vector, np.float32)[None]),
+                    torch.from_numpy(moments[None]), torch.tensor([has], dtype=torch.float32))
+        blocks, masks = _tensors([dna])
+        self.generator.eval()
+        with torch.no_grad():
+            return self.generator(blocks, masks), blocks["moments"], masks["moments"]
 
     def null_logits(self) -> list[float]:
         """Logits of independent pairs on the validation split (the learned evidence's null)."""

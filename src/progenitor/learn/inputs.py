@@ -82,6 +82,15 @@ def _depth_binned(values: list[np.ndarray], depths: list[float], bins: int = DEP
     return np.concatenate(out).astype(np.float32)
 
 
+def moments_input(dna: DNA) -> tuple[np.ndarray, float]:
+    """The ``moments`` block (``weight_stats`` binned by depth) and its mask, alone: the
+    classifier's direction head reads it beside the two embeddings."""
+    stats = dna.genes.get("weight_stats")
+    if stats is None:
+        return np.zeros(BLOCKS["moments"], np.float32), 0.0
+    return _depth_binned(list(stats.arrays["moments"]), list(stats.arrays["depth"])), 1.0
+
+
 def dna_inputs(dna: DNA) -> tuple[dict[str, np.ndarray], dict[str, float]]:
     """The generator's input blocks and their presence masks for one DNA."""
     blocks = {name: np.zeros(size, np.float32) for name, size in BLOCKS.items()}
@@ -96,10 +105,7 @@ def dna_inputs(dna: DNA) -> tuple[dict[str, np.ndarray], dict[str, float]]:
         grams = [_gram(sketch.arrays[f"units{i}"]) for i in range(len(layers))]
         blocks["weights"] = _depth_binned(grams, [layer[4] for layer in layers])
         masks["weights"] = 1.0
-    stats = dna.genes.get("weight_stats")
-    if stats is not None:
-        blocks["moments"] = _depth_binned(list(stats.arrays["moments"]), list(stats.arrays["depth"]))
-        masks["moments"] = 1.0
+    blocks["moments"], masks["moments"] = moments_input(dna)
     data = dna.genes.get("training_data")
     if data is not None:
         blocks["data"] = np.concatenate([data.arrays["mean"], data.arrays["std"]]).astype(np.float32)
