@@ -48,6 +48,19 @@ def test_features_hooks_are_removed(family, probes_array) -> None:
     assert all(not m._forward_hooks for m in family.parent.modules())
 
 
+def test_features_of_the_first_rows_only(family, probes_array) -> None:
+    """``feature_rows`` records features of the first samples only; outputs cover the whole batch."""
+    model = pg.load(family.parent, input_shape=(1, 8, 8))
+    rows = len(probes_array) // 2
+    outputs, feats = model.forward_and_features(probes_array, feature_rows=rows)
+    full = model.features(probes_array[:rows])
+    assert set(feats) == set(full) and all(feats[k].shape[0] == rows for k in feats)
+    for key, value in full.items():
+        np.testing.assert_allclose(feats[key], value, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(outputs, model.forward(probes_array), rtol=1e-5, atol=1e-6)
+    assert all(not m._forward_hooks for m in family.parent.modules())
+
+
 def test_hooks_removed_even_on_error(family) -> None:
     model = pg.load(family.parent)
     with pytest.raises(ProbeError, match="does not fit"):

@@ -70,7 +70,10 @@ def extract(
     if any(g.uses_probes for g in selected):
         probe_set = load_probes(probes, handle.input_spec)
     obs = Observation(handle, probe_set, sample)
-    obs.want_features = any(g.needs == "features" for g in selected)
+    readers = [g for g in selected if g.needs == "features"]
+    obs.want_features = bool(readers)
+    if readers and all(g.feature_rows is not None for g in readers):
+        obs.feature_rows = max(g.feature_rows for g in readers)  # type: ignore[type-var]
     values, versions = {}, {}
     for gene in selected:
         try:

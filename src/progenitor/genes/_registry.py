@@ -61,6 +61,9 @@ class Gene(ABC):
     # "lineage" genes tell related from independent models and enter the verdict; "direction"
     # genes only tell which of two related models is the parent (learned DNA, lineage trees).
     role: ClassVar[str] = "lineage"
+    # Genes that read hidden features from only the first so many probes say so, and features
+    # are then recorded for those probes only (None: all).
+    feature_rows: ClassVar[int | None] = None
 
     @abstractmethod
     def extract(self, obs: Observation) -> GeneValue:

@@ -52,6 +52,7 @@ class FeatureCKA(Gene):
     needs = "features"
     uses_probes: ClassVar[bool] = True
     description: ClassVar[str] = "linear CKA of hidden representations on the probes (REEF-like)"
+    feature_rows: ClassVar[int | None] = MAX_PROBES
 
     def extract(self, obs: Observation) -> GeneValue:
         feats = [(k, v[:MAX_PROBES]) for k, v in obs.features.items() if v.ndim == 2 and v.shape[1] > 1]

@@ -19,6 +19,8 @@ class Observation:
         self.data = data  # a sample of the model's training data, when the user gives one
         # Set by extract when a gene will read features: outputs then come from the same pass.
         self.want_features = False
+        # Set by extract too: the genes that read features use only the first this many probes.
+        self.feature_rows: int | None = None
         if probes is not None and model.can("forward"):
             check_fits(probes, model)
 
@@ -30,7 +32,7 @@ class Observation:
     @cached_property
     def _outputs_and_features(self) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         assert self.probes is not None
-        return self.model.forward_and_features(self.probes.batch())
+        return self.model.forward_and_features(self.probes.batch(), self.feature_rows)
 
     @cached_property
     def outputs(self) -> np.ndarray:

@@ -82,9 +82,12 @@ class Model(ABC):
         """Named hidden activations ``(n, d)`` for a batch of inputs (gray-box)."""
         raise AccessError(f"{self.ref}: the {self.format} format gives no hidden features")
 
-    def forward_and_features(self, batch: Batch) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-        """Outputs and features together; formats that can get both in one pass override it."""
-        return self.forward(batch), self.features(batch)
+    def forward_and_features(
+        self, batch: Batch, feature_rows: int | None = None
+    ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        """Outputs for the batch and features of its first ``feature_rows`` samples (all when
+        None); formats that can get both in one pass override it."""
+        return self.forward(batch), self.features(batch if feature_rows is None else batch[:feature_rows])
 
     def n_params(self) -> int | None:
         """Number of weight values, when weights are available."""

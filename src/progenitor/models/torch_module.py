@@ -109,10 +109,20 @@ class TorchModuleModel(Model):
             return super().features(batch)  # raises AccessError
         return self.forward_and_features(batch)[1]
 
-    def forward_and_features(self, batch: Batch) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-        """Outputs and hidden features from one pass over the batch."""
+    def forward_and_features(
+        self, batch: Batch, feature_rows: int | None = None
+    ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        """Outputs for the batch and hidden features of its first ``feature_rows`` samples (all
+        when None), each sample passed once.
+
+        Samples past ``feature_rows`` run without hooks: recording every layer costs time, and
+        hooks turn off fused fast paths (e.g. PyTorch's transformer encoder layers).
+        """
         if "features" not in self.capabilities:
-            return super().forward_and_features(batch)
+            return super().forward_and_features(batch, feature_rows)
+        if feature_rows is not None and feature_rows < len(batch):
+            head, feats = self.forward_and_features(batch[:feature_rows])
+            return np.concatenate([head, self.forward(batch[feature_rows:])]), feats
         assert self.module is not None
         names = [
             name
