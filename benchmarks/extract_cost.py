@@ -14,7 +14,9 @@ For each model (default: the standard zoo's sources ``cnn-fa-s0``, ``resnet-fa-s
 * ``verdict``: ``compare_many`` on them (similarities, calibrated p-values, the packaged learned
   classifier: what ``progenitor compare`` does with two stored DNAs);
 
-and the white-box DNA's payload in bytes. Every call runs once untimed first (warm caches).
+and the white-box DNA's payload in bytes. Every call runs once untimed first (warm caches), and
+all of them with numpy's BLAS on one thread (``progenitor._threads.single_blas``, as extraction
+itself runs), so that the bare forward pass is measured at its fastest too.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from typing import Any
 
 import torch
 
+from progenitor._threads import single_blas
 from progenitor.api import compare_many, extract, score_genes
 from progenitor.probes import load_probes
 from progenitor.zoo import load_manifest, open_model
@@ -51,6 +54,11 @@ def _extract(model: Any, probes: Any, access: str) -> Any:
 
 
 def main() -> None:
+    with single_blas():
+        _main()
+
+
+def _main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--zoo", type=Path, required=True)
     parser.add_argument("--out", type=Path, default=Path(__file__).with_name("extract_cost.json"))

@@ -12,6 +12,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from progenitor._threads import single_blas
 from progenitor.calibration import Calibration, load_calibration
 from progenitor.dna import DNA, check_comparable, load_dna
 from progenitor.errors import AccessError, IncomparableError, ProgenitorError
@@ -75,12 +76,13 @@ def extract(
     if readers and all(g.feature_rows is not None for g in readers):
         obs.feature_rows = max(g.feature_rows for g in readers)  # type: ignore[type-var]
     values, versions = {}, {}
-    for gene in selected:
-        try:
-            values[gene.name] = gene.extract(obs)
-            versions[gene.name] = gene.version
-        except GeneNotApplicable:
-            continue
+    with single_blas():
+        for gene in selected:
+            try:
+                values[gene.name] = gene.extract(obs)
+                versions[gene.name] = gene.version
+            except GeneNotApplicable:
+                continue
     used_probes = probe_set is not None and any(get_gene(n).uses_probes for n in values)
     dna = DNA(
         model=handle.info(),

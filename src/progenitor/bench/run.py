@@ -21,6 +21,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from progenitor._threads import single_blas
 from progenitor.api import score_genes
 from progenitor.bench.env import command_line, environment
 from progenitor.bench.evaluate import MethodRun, evaluate
@@ -134,7 +135,8 @@ def _fingerprints(run: MethodRun, models: list[str], cache: ModelCache, note: Pr
             started = time.perf_counter()
             model = cache.get(model_id)
             opened = time.perf_counter() - started
-            fp, seconds = method.fingerprint(model, cache.zoo.models[model_id])
+            with single_blas():  # every method alike: see progenitor._threads
+                fp, seconds = method.fingerprint(model, cache.zoo.models[model_id])
         except NOT_APPLICABLE as exc:
             run.fps[model_id] = None
             run.failures[model_id] = f"{type(exc).__name__}: {exc}"
