@@ -601,3 +601,16 @@ def test_cli_collection_workflow(saved, tmp_path, capsys) -> None:
     assert main(["index", "get", "noised", "--db", db]) == 2
     assert main(["search", "x.pt", "--db", str(tmp_path / "none.sqlite")]) == 2
     assert "no registry" in capsys.readouterr().err
+
+
+def test_search_abstains_on_a_pruned_copy_whose_source_is_not_registered(reg) -> None:
+    """Its siblings are as related as its parent by every similarity, but do not hold its values."""
+    dna, label, entry = resolve_target(reg, "pruned-50")
+    with_parent = ParentSearch(reg)(dna, top=4, name=label, order=entry.id)
+    assert with_parent.parent is not None and with_parent.parent.entry.name == "parent"
+    assert with_parent.parent.relation.copied == 1.0
+    reg.remove("parent")
+    result = ParentSearch(reg)(dna, top=4, name=label, order=entry.id)
+    siblings = [c for c in result.candidates if c.relation.verdict == "derived"]
+    assert siblings and all(c.relation.copied < 0.5 for c in siblings)
+    assert result.parent is None and "pruned or converted" in result.reason

@@ -38,7 +38,7 @@ from progenitor.calibration import Calibration
 from progenitor.dna import DNA
 from progenitor.errors import ProgenitorError
 from progenitor.genes import GeneNotApplicable
-from progenitor.index._relate import Relation, aligned_of, edge_cost, strength_of
+from progenitor.index._relate import Relation, aligned_of, copied_of, edge_cost, parent_eligible, strength_of
 from progenitor.models.base import Model
 from progenitor.probes import ProbeSet
 from progenitor.verdict import DEFAULT_ALPHA
@@ -152,8 +152,9 @@ class ProgenitorMethod(Method):
     def pick_parent(self, target: str, fp_target: Any, candidates: dict[str, Any],
                     results: dict[tuple[str, str], PairResult]) -> str | None:
         """The rule of ``progenitor search`` (``progenitor.index.search``): among the candidates
-        whose verdict is ``derived`` and that the direction signal does not place below the target
-        (direction >= 0.5), the cheapest parent edge (``progenitor.index._relate.edge_cost``), then
+        that may be the parent (``progenitor.index._relate.parent_eligible``: ``derived``, not placed
+        below the target, holding the values of a pruned or converted target), the cheapest parent
+        edge (``progenitor.index._relate.edge_cost``), then
         the search's lineage check over the best eight; none when no candidate is eligible."""
         from progenitor.index.direction import get_direction
         from progenitor.index.search import LINEAGE_CHECK, lineage_check_parent
@@ -171,9 +172,9 @@ class ProgenitorMethod(Method):
             if not r.decided:
                 continue
             d = self.direction(dna, fp_target)
-            if d < 0.5:
+            if not parent_eligible(self.relation(r), d, dna, fp_target):
                 continue
-            cost = edge_cost(float(r.extra.get("strength", 0.0)), d, 1.0, float(r.extra.get("aligned", 0.0)))
+            cost = edge_cost(self.relation(r), d, 1.0)
             eligible.append((cost, name))
         if not eligible:
             return None
@@ -194,7 +195,7 @@ class ProgenitorMethod(Method):
         """The index's Relation for a cached pair result (verdict, probability, strength, alignment)."""
         return Relation(result.extra.get("verdict", "unrelated"), float(result.extra.get("probability", 0.0)),
                         result.p_value, float(result.extra.get("strength", 0.0)),
-                        aligned=float(result.extra.get("aligned", 0.0)))
+                        aligned=float(result.extra.get("aligned", 0.0)), copied=float(result.extra.get("copied", 0.0)))
 
     def _dna(self, model: Model, entry: dict[str, Any]) -> tuple[DNA, float]:
         key = entry["id"]
@@ -220,17 +221,17 @@ class ProgenitorMethod(Method):
     def score(self, fp_source: Any, fp_targets: Sequence[Any]) -> list[PairResult]:
         results = compare_many(fp_source, list(fp_targets), calibration=self.context.calibration,
                                alpha=self.context.alpha, learned=self.bundle if self.bundle is not None else False)
-        return [_ours(c) for c in results]
+        return [_ours(c, copied_of(fp_source, t)) for c, t in zip(results, fp_targets, strict=True)]
 
 
-def _ours(comparison: Any) -> PairResult:
+def _ours(comparison: Any, copied: float) -> PairResult:
     p = comparison.p_value
     if p is None:
         return PairResult(float("nan"), None, False, 0.0, {"verdict": comparison.verdict})
     strength = strength_of(comparison.evidence)
     return PairResult(-math.log10(max(p, P_FLOOR)), p, comparison.verdict == "derived", strength,
                       {"verdict": comparison.verdict, "probability": comparison.probability, "strength": strength,
-                       "aligned": aligned_of(comparison.evidence)})
+                       "aligned": aligned_of(comparison.evidence), "copied": copied})
 
 
 class BaselineMethod(Method):

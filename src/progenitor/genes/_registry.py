@@ -64,6 +64,8 @@ class Gene(ABC):
     # Genes that read hidden features from only the first so many probes say so, and features
     # are then recorded for those probes only (None: all).
     feature_rows: ClassVar[int | None] = None
+    # Whether a copy with its hidden units permuted (the same function) scores as the original.
+    permutation_invariant: ClassVar[bool] = True
 
     @abstractmethod
     def extract(self, obs: Observation) -> GeneValue:

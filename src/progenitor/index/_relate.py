@@ -14,11 +14,15 @@ Shared by parent search and lineage trees, so both rank candidate parents the sa
   aligned with its parent; a permuted copy of the parent has the same (permutation-invariant)
   genes but is not aligned, so alignment tells the model a child was made from apart from its
   exact copies;
+* the **copy share** (``copied``) is the ``weight_values`` gene's similarity: the share of
+  sampled weights the two models agree on within int8 rounding. A pruned, float16, int8 or
+  head-only copy agrees with the model it was made from, not with that model's other relatives;
 * the **cost** of the edge "u is the parent of v" is
-  ``-strength - weight * log(direction) - ALIGNED_BONUS * aligned``, a negative log-likelihood:
+  ``-strength - weight * log(direction) - ALIGNED_BONUS * aligned - COPY_BONUS * copied``, a
+  negative log-likelihood:
   closeness (a parent is one derivation away, a sibling or a grandparent two) plus the doubt of a
   direction signal (``progenitor.index.direction``; ``direction`` = P(u is the parent of v),
-  optionally nudged by registration order), less the alignment bonus. A unit of strength (one
+  optionally nudged by registration order), less the alignment and copy bonuses. A unit of strength (one
   null standard deviation) weighs as much as a factor e in the direction's odds (at ``weight``
   1), so a direction signal decides between near-equally close relatives and which model of a
   family is its root, while closeness decides who is related to whom. Alignment is symmetric (a
@@ -35,11 +39,15 @@ from typing import Any
 from progenitor.api import score_genes
 from progenitor.calibration import Calibration
 from progenitor.dna import DNA
+from progenitor.genes import GeneNotApplicable, get_gene
+from progenitor.index.direction import copy_step
 from progenitor.models.base import ACCESS_LEVELS
 from progenitor.verdict import Comparison, decide
 
 VERDICT_RANK = {"derived": 0, "inconclusive": 1, "unrelated": 2}
 ALIGNED_BONUS = 5.0  # chosen with the tree's CENTRALITY on the standard zoo's validation families
+COPY_BONUS = 10.0  # chosen on the standard zoo's validation families (see BENCHMARKS.md)
+COPY_MATCH = 0.5  # a copying step's parent holds at least this share of the child's sampled values
 
 
 @dataclass
@@ -52,6 +60,7 @@ class Relation:
     strength: float
     comparison: Comparison | None = None
     aligned: float = 0.0
+    copied: float = 0.0
 
     def to_json(self) -> dict[str, Any]:
         """Short JSON form (no per-gene evidence)."""
@@ -61,6 +70,7 @@ class Relation:
             "p_value": None if self.p_value is None else float(f"{self.p_value:.6g}"),
             "strength": round(self.strength, 4),
             "aligned": round(self.aligned, 4),
+            "copied": round(self.copied, 4),
         }
 
 
@@ -79,6 +89,31 @@ def aligned_of(evidence: dict[str, Any]) -> float:
     """The ``weight_sketch`` gene's ``aligned`` detail from a Comparison's ``evidence`` (0 without it)."""
     gene = evidence.get("genes", {}).get("weight_sketch") or {}
     return float((gene.get("details") or {}).get("aligned", 0.0))
+
+
+def copied_of(source: DNA, target: DNA) -> float:
+    """The ``weight_values`` gene's similarity: the share of sampled weights the two models agree
+    on within int8 rounding (0 without it on both, or with no tensor of a shared shape)."""
+    a, b = source.genes.get("weight_values"), target.genes.get("weight_values")
+    if a is None or b is None:
+        return 0.0
+    try:
+        return get_gene("weight_values").compare(a, b).similarity
+    except GeneNotApplicable:
+        return 0.0
+
+
+def parent_eligible(relation: Relation, direction: float, source: DNA, target: DNA) -> bool:
+    """Whether ``source`` may be named ``target``'s parent: related (``derived``), not placed
+    below the target by the direction signal, and, when the target looks made from it by a
+    copying step (``progenitor.index.direction.copy_step``: pruning, float16 or int8), holding
+    the target's values (``copied`` >= ``COPY_MATCH``). A relative of a pruned or converted copy
+    (its sibling, cousin) is as close as a parent by every similarity, but does not hold its
+    values; without this rule search names it when the parent is not registered."""
+    if relation.verdict != "derived" or direction < 0.5:
+        return False
+    measured = "weight_values" in source.genes and "weight_values" in target.genes
+    return not (measured and relation.copied < COPY_MATCH and copy_step(source, target))
 
 
 def learned_bundle(learned: Any = True) -> Any:
@@ -112,7 +147,7 @@ def relate(
     result = decide(names[0], names[1], ACCESS_LEVELS[level], scores, calibration, alpha, None, learned)
     return Relation(
         result.verdict, result.probability, result.p_value, strength_of(result.evidence), result,
-        aligned_of(result.evidence),
+        aligned_of(result.evidence), copied_of(source, target),
     )
 
 
@@ -141,7 +176,12 @@ def sigmoid(x: float) -> float:
     return e / (1.0 + e)
 
 
-def edge_cost(strength: float, direction: float, weight: float, aligned: float = 0.0) -> float:
-    """Cost of "u is the parent of v": ``-strength - weight * log(direction) - ALIGNED_BONUS * aligned``
-    (lower: likelier)."""
-    return -strength - weight * math.log(min(max(direction, 1e-6), 1.0)) - ALIGNED_BONUS * aligned
+def edge_cost(relation: Relation, direction: float, weight: float) -> float:
+    """Cost of "u is the parent of v" (lower: likelier):
+    ``-strength - weight * log(direction) - ALIGNED_BONUS * aligned - COPY_BONUS * copied``."""
+    return (
+        -relation.strength
+        - weight * math.log(min(max(direction, 1e-6), 1.0))
+        - ALIGNED_BONUS * relation.aligned
+        - COPY_BONUS * relation.copied
+    )

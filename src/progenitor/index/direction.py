@@ -123,6 +123,21 @@ def _lossy(dna: DNA) -> float | None:
     return float(np.asarray(gene.arrays["precision"], dtype=np.float64).max(axis=1).mean())
 
 
+COPY_STEP_SPARSITY = 0.01  # more exact zeros (mean share over layers) than this: a pruning step
+COPY_STEP_LOSSY = 0.2  # lossier precision (mean fp16-exact / repeated share) than this: a conversion
+
+
+def copy_step(a: DNA, b: DNA) -> bool:
+    """Whether ``b`` looks made from ``a`` by a copying step: more exact zeros (pruning) or lossier
+    values (float16, int8) than ``a``. Such a child holds its parent's surviving values
+    (``weight_values``); thresholds chosen on the standard zoo's validation families."""
+    la, lb = _lossy(a), _lossy(b)
+    if la is not None and lb is not None and lb > la + COPY_STEP_LOSSY:
+        return True
+    ma, mb = _moments(a), _moments(b)
+    return ma is not None and mb is not None and float(mb[:, 2].mean()) > float(ma[:, 2].mean()) + COPY_STEP_SPARSITY
+
+
 def weight_stats_votes(a: DNA, b: DNA) -> dict[str, float]:
     """The log-odds votes (sparsity, size, kurtosis, precision) that ``a`` is the parent of ``b``."""
     votes = {"size": _size_vote(a, b), "sparsity": 0.0, "kurtosis": 0.0, "precision": 0.0}

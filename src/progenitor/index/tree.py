@@ -6,7 +6,8 @@
    *plausible* pairs (verdict ``derived``, or also ``inconclusive`` with
    ``min_verdict="inconclusive"``) become edges, in both directions.
 3. **Costs**: the edge "u is the parent of v" costs
-   ``-strength(u, v) - w * log direction(u, v) - ALIGNED_BONUS * aligned(u, v)``
+   ``-strength(u, v) - w * log direction(u, v) - ALIGNED_BONUS * aligned(u, v)
+   - COPY_BONUS * copied(u, v)``
    (``progenitor.index._relate``), where ``direction`` is a direction signal
    (``progenitor.index.direction``, default ``weight_stats``) nudged by two priors: the
    **centrality** prior, ``centrality`` log-odds per unit of relative centrality in favour of the
@@ -14,7 +15,9 @@
    is one derivation from everyone, and closer to everyone than its noised or exported copies),
    and the registration-**order** prior, ``order_prior`` log-odds in favour of the model
    registered first (0 turns it off). ``aligned`` is the share of hidden units two models hold
-   in the same order, which tells the model a child was made from apart from its permuted copies.
+   in the same order, which tells the model a child was made from apart from its permuted copies;
+   ``copied`` the share of sampled weight values they agree on, which tells the model a pruned or
+   converted copy was made from apart from that model's other relatives.
 4. **Arborescence**: a virtual root is joined to every model. A model none of whose relatives
    looks like its parent (direction below ``root_direction``, 0.5) is a root: its edge from the
    virtual root is cheaper than any edge; every other model must take a parent: its edge from the
@@ -453,7 +456,7 @@ def build_tree(
         for i, j, rel in pairs_of[key]:
             p_ij = directed(i, j)
             for u, v, d in ((i, j, p_ij), (j, i, 1.0 - p_ij)):
-                cost = edge_cost(rel.strength, d, direction_weight, rel.aligned)
+                cost = edge_cost(rel, d, direction_weight)
                 graph.add_edge(u, v, weight=cost)
                 info[(u, v)] = (d, cost, rel)
         best: dict[int, float] = {}

@@ -1,0 +1,100 @@
+"""White-box gene: raw weight values at fixed positions, to tell a copy's source from its relatives.
+
+Many derivations copy weights: pruning keeps the surviving ones exactly, quantization and float16
+conversion keep each within a rounding step, a head fine-tune keeps the body, an export keeps
+all. A model made that way matches the model it was made *from* value by value, and matches its
+siblings and cousins (each changed differently from a common ancestor) only as loosely as
+independent fine-tunes do. So where similarity genes cannot tell a parent from a sibling (both
+are close), this one can: it samples each weight tensor at positions fixed by the tensor's shape
+and compares the values.
+
+The similarity is the share of sampled positions, nonzero in both models, whose values agree
+within an int8 rounding step of the larger tensor (``max |w| / 254``); exact agreement is
+reported beside it. It is a lineage-ranking cue (role ``direction``: search and trees use it,
+the verdict does not): for independent models it is near zero whatever their training, and a
+permutation of hidden units moves the values away from the sampled positions.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import ClassVar
+
+import numpy as np
+
+from progenitor.genes._registry import Gene, GeneNotApplicable, GeneScore, GeneValue, register_gene
+from progenitor.genes.observe import Observation
+
+SAMPLES = 128  # positions per tensor
+INT8_STEP = 254.0  # symmetric int8 rounding: |error| <= max|w| / 127 / 2
+
+
+def sample_positions(shape: tuple[int, ...], count: int = SAMPLES) -> np.ndarray:
+    """Flat indices of ``count`` positions of a tensor of ``shape``, the same for every tensor
+    of that shape on every machine."""
+    size = int(np.prod(shape))
+    seed = int.from_bytes(hashlib.sha256(f"weight_values:{shape}".encode()).digest()[:8], "little")
+    rng = np.random.default_rng(seed)
+    return np.sort(rng.choice(size, size=min(count, size), replace=False))
+
+
+@register_gene
+class WeightValues(Gene):
+    """Share of sampled weight values two models agree on (within int8 rounding), same-shape tensors."""
+
+    name: ClassVar[str] = "weight_values"
+    version: ClassVar[int] = 1
+    access = "white"
+    needs = "weights"
+    uses_probes: ClassVar[bool] = False
+    description: ClassVar[str] = "weight values at shape-fixed positions: copies vs relatives (lineage ranking)"
+    role: ClassVar[str] = "direction"
+    permutation_invariant: ClassVar[bool] = False  # by design: it tests values in place
+
+    def extract(self, obs: Observation) -> GeneValue:
+        tensors = [(n, w) for n, w in obs.weights.items() if w.ndim >= 2 and w.size > 1]
+        if not tensors:
+            raise GeneNotApplicable("no weight matrices")
+        arrays: dict[str, np.ndarray] = {}
+        shapes, absmax = [], []
+        for i, (_, w) in enumerate(tensors):
+            arrays[f"values{i}"] = w.ravel()[sample_positions(w.shape)].astype(np.float32)
+            shapes.append(list(w.shape))
+            absmax.append(float(np.abs(w).max()))
+        arrays["absmax"] = np.array(absmax, np.float32)
+        return GeneValue(arrays, {"shapes": shapes})
+
+    def compare(self, a: GeneValue, b: GeneValue) -> GeneScore:
+        pairs = _pair_by_shape(a.meta["shapes"], b.meta["shapes"])
+        if not pairs:
+            raise GeneNotApplicable("no weight tensors of the same shape")
+        compared = near = exact = 0
+        for i, j in pairs:
+            x, y = a.arrays[f"values{i}"], b.arrays[f"values{j}"]
+            both = (x != 0) & (y != 0)  # pruning zeroes weights; a zero says nothing about copying
+            x, y = x[both], y[both]
+            step = max(float(a.arrays["absmax"][i]), float(b.arrays["absmax"][j])) / INT8_STEP
+            compared += x.size
+            near += int(np.count_nonzero(np.abs(x - y) <= step * 1.001))
+            exact += int(np.count_nonzero(x == y))
+        if compared == 0:
+            raise GeneNotApplicable("no sampled weight is nonzero in both models")
+        return GeneScore(
+            near / compared, {"tensors": len(pairs), "values": compared, "exact": round(exact / compared, 4)}
+        )
+
+
+def _pair_by_shape(a: list[list[int]], b: list[list[int]]) -> list[tuple[int, int]]:
+    """The k-th tensor of each shape in ``a`` with the k-th tensor of that shape in ``b``."""
+    positions: dict[tuple[int, ...], list[int]] = {}
+    for j, shape in enumerate(b):
+        positions.setdefault(tuple(shape), []).append(j)
+    seen: dict[tuple[int, ...], int] = {}
+    pairs = []
+    for i, shape in enumerate(a):
+        key = tuple(shape)
+        k = seen.get(key, 0)
+        if k < len(positions.get(key, [])):
+            pairs.append((i, positions[key][k]))
+        seen[key] = k + 1
+    return pairs
