@@ -614,3 +614,21 @@ def test_search_abstains_on_a_pruned_copy_whose_source_is_not_registered(reg) ->
     siblings = [c for c in result.candidates if c.relation.verdict == "derived"]
     assert siblings and all(c.relation.copied < 0.5 for c in siblings)
     assert result.parent is None and "pruned or converted" in result.reason
+
+
+def test_copy_step_kinds(family, probes_array) -> None:
+    """Pruning adds exact zeros, a float16 round trip adds float16-exact values, a fine-tune neither."""
+    import copy
+
+    from progenitor.index.direction import copy_step
+
+    def dna(module):
+        return pg.extract(module, probes=probes_array, input_shape=(1, 8, 8), learned=False, genes=["weight_stats"])
+
+    half = copy.deepcopy(family.parent)
+    half.load_state_dict({k: v.half().float() for k, v in family.parent.state_dict().items()})
+    parent = dna(family.parent)
+    assert copy_step(parent, dna(family.children["pruned-50"])) == "pruned"
+    assert copy_step(parent, dna(half)) == "lossy"
+    assert copy_step(parent, dna(family.children["fine-tuned"])) is None
+    assert copy_step(dna(half), parent) is None  # the original is not a copy of its copy

@@ -195,7 +195,8 @@ class ProgenitorMethod(Method):
         """The index's Relation for a cached pair result (verdict, probability, strength, alignment)."""
         return Relation(result.extra.get("verdict", "unrelated"), float(result.extra.get("probability", 0.0)),
                         result.p_value, float(result.extra.get("strength", 0.0)),
-                        aligned=float(result.extra.get("aligned", 0.0)), copied=float(result.extra.get("copied", 0.0)))
+                        aligned=float(result.extra.get("aligned", 0.0)), copied=float(result.extra.get("copied", 0.0)),
+                        copied_exact=float(result.extra.get("copied_exact", 0.0)))
 
     def _dna(self, model: Model, entry: dict[str, Any]) -> tuple[DNA, float]:
         key = entry["id"]
@@ -224,14 +225,14 @@ class ProgenitorMethod(Method):
         return [_ours(c, copied_of(fp_source, t)) for c, t in zip(results, fp_targets, strict=True)]
 
 
-def _ours(comparison: Any, copied: float) -> PairResult:
+def _ours(comparison: Any, copied: tuple[float, float]) -> PairResult:
     p = comparison.p_value
     if p is None:
         return PairResult(float("nan"), None, False, 0.0, {"verdict": comparison.verdict})
     strength = strength_of(comparison.evidence)
     return PairResult(-math.log10(max(p, P_FLOOR)), p, comparison.verdict == "derived", strength,
                       {"verdict": comparison.verdict, "probability": comparison.probability, "strength": strength,
-                       "aligned": aligned_of(comparison.evidence), "copied": copied})
+                       "aligned": aligned_of(comparison.evidence), "copied": copied[0], "copied_exact": copied[1]})
 
 
 class BaselineMethod(Method):

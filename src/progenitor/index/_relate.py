@@ -47,7 +47,11 @@ from progenitor.verdict import Comparison, decide
 VERDICT_RANK = {"derived": 0, "inconclusive": 1, "unrelated": 2}
 ALIGNED_BONUS = 5.0  # chosen with the tree's CENTRALITY on the standard zoo's validation families
 COPY_BONUS = 10.0  # chosen on the standard zoo's validation families (see BENCHMARKS.md)
-COPY_MATCH = 0.5  # a copying step's parent holds at least this share of the child's sampled values
+# A copying step's parent holds at least these shares of the child's sampled values: within
+# rounding after a lossy conversion, exactly after pruning (chosen on validation families: the
+# parents hold all, a sibling one light fine-tune away up to 98% within rounding and 22% exactly).
+LOSSY_MATCH = 0.99
+PRUNED_MATCH = 0.5
 
 
 @dataclass
@@ -61,6 +65,7 @@ class Relation:
     comparison: Comparison | None = None
     aligned: float = 0.0
     copied: float = 0.0
+    copied_exact: float = 0.0
 
     def to_json(self) -> dict[str, Any]:
         """Short JSON form (no per-gene evidence)."""
@@ -71,6 +76,7 @@ class Relation:
             "strength": round(self.strength, 4),
             "aligned": round(self.aligned, 4),
             "copied": round(self.copied, 4),
+            "copied_exact": round(self.copied_exact, 4),
         }
 
 
@@ -91,29 +97,38 @@ def aligned_of(evidence: dict[str, Any]) -> float:
     return float((gene.get("details") or {}).get("aligned", 0.0))
 
 
-def copied_of(source: DNA, target: DNA) -> float:
-    """The ``weight_values`` gene's similarity: the share of sampled weights the two models agree
-    on within int8 rounding (0 without it on both, or with no tensor of a shared shape)."""
+def copied_of(source: DNA, target: DNA) -> tuple[float, float]:
+    """The ``weight_values`` gene on the pair: the shares of sampled weights the two models agree
+    on within int8 rounding and exactly ((0, 0) without the gene on both, or with no tensor of a
+    shared shape)."""
     a, b = source.genes.get("weight_values"), target.genes.get("weight_values")
     if a is None or b is None:
-        return 0.0
+        return 0.0, 0.0
     try:
-        return get_gene("weight_values").compare(a, b).similarity
+        score = get_gene("weight_values").compare(a, b)
     except GeneNotApplicable:
-        return 0.0
+        return 0.0, 0.0
+    return score.similarity, float(score.details["exact"])
 
 
 def parent_eligible(relation: Relation, direction: float, source: DNA, target: DNA) -> bool:
     """Whether ``source`` may be named ``target``'s parent: related (``derived``), not placed
     below the target by the direction signal, and, when the target looks made from it by a
-    copying step (``progenitor.index.direction.copy_step``: pruning, float16 or int8), holding
-    the target's values (``copied`` >= ``COPY_MATCH``). A relative of a pruned or converted copy
-    (its sibling, cousin) is as close as a parent by every similarity, but does not hold its
-    values; without this rule search names it when the parent is not registered."""
+    copying step (``progenitor.index.direction.copy_step``), holding the target's values: within
+    rounding after a float16 or int8 conversion (``copied`` >= ``LOSSY_MATCH``), exactly after
+    pruning (``copied_exact`` >= ``PRUNED_MATCH``). A relative of a pruned or converted copy (its
+    sibling, cousin) is as close as a parent by every similarity, but does not hold its values;
+    without this rule search names it when the parent is not registered."""
     if relation.verdict != "derived" or direction < 0.5:
         return False
-    measured = "weight_values" in source.genes and "weight_values" in target.genes
-    return not (measured and relation.copied < COPY_MATCH and copy_step(source, target))
+    if "weight_values" not in source.genes or "weight_values" not in target.genes:
+        return True
+    step = copy_step(source, target)
+    if step == "lossy":
+        return relation.copied >= LOSSY_MATCH
+    if step == "pruned":
+        return relation.copied_exact >= PRUNED_MATCH
+    return True
 
 
 def learned_bundle(learned: Any = True) -> Any:
@@ -147,7 +162,7 @@ def relate(
     result = decide(names[0], names[1], ACCESS_LEVELS[level], scores, calibration, alpha, None, learned)
     return Relation(
         result.verdict, result.probability, result.p_value, strength_of(result.evidence), result,
-        aligned_of(result.evidence), copied_of(source, target),
+        aligned_of(result.evidence), *copied_of(source, target),
     )
 
 

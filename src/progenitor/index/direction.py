@@ -124,18 +124,21 @@ def _lossy(dna: DNA) -> float | None:
 
 
 COPY_STEP_SPARSITY = 0.01  # more exact zeros (mean share over layers) than this: a pruning step
-COPY_STEP_LOSSY = 0.2  # lossier precision (mean fp16-exact / repeated share) than this: a conversion
+COPY_STEP_LOSSY = 0.1  # lossier precision (mean fp16-exact / repeated share) than this: a conversion
 
 
-def copy_step(a: DNA, b: DNA) -> bool:
-    """Whether ``b`` looks made from ``a`` by a copying step: more exact zeros (pruning) or lossier
-    values (float16, int8) than ``a``. Such a child holds its parent's surviving values
-    (``weight_values``); thresholds chosen on the standard zoo's validation families."""
+def copy_step(a: DNA, b: DNA) -> str | None:
+    """How ``b`` looks made from ``a`` by a copying step: ``"lossy"`` (lossier values: float16,
+    int8), ``"pruned"`` (more exact zeros), or None. Such a child holds its parent's values,
+    within rounding or exactly (``weight_values``); thresholds chosen on the standard zoo's
+    validation families."""
     la, lb = _lossy(a), _lossy(b)
     if la is not None and lb is not None and lb > la + COPY_STEP_LOSSY:
-        return True
+        return "lossy"
     ma, mb = _moments(a), _moments(b)
-    return ma is not None and mb is not None and float(mb[:, 2].mean()) > float(ma[:, 2].mean()) + COPY_STEP_SPARSITY
+    if ma is not None and mb is not None and float(mb[:, 2].mean()) > float(ma[:, 2].mean()) + COPY_STEP_SPARSITY:
+        return "pruned"
+    return None
 
 
 def weight_stats_votes(a: DNA, b: DNA) -> dict[str, float]:
