@@ -1,0 +1,80 @@
+"""End-to-end parent search latency on a real registry (writes benchmarks/search_latency.json).
+
+    .venv/bin/python benchmarks/search_latency.py --zoo ZOO [--queries 40]
+
+Registers every image model of a built zoo (its cached DNAs, with the packaged learned vectors
+and weight keys) in a temporary SQLite registry, then times ``ParentSearch`` on the test
+families' models with ``exhaustive_up_to=0``: the path a collection beyond 2,000 models takes
+(retrieve the 50 nearest weight keys and the 50 nearest learned vectors, re-rank their union
+with full verdicts, lineage check over the best eight). One torch thread, one BLAS thread; the
+first query is a warm-up. Reported: median and 95th percentile per query, candidates re-ranked
+per query, and the retrieval share (the nearest-neighbour lookups alone, timed separately).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from progenitor._threads import single_blas
+from progenitor.api import default_learned
+from progenitor.index.registry import Registry
+from progenitor.index.search import ParentSearch
+from progenitor.zoo.dna_dataset import ZooDNA
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--zoo", type=Path, required=True)
+    parser.add_argument("--queries", type=int, default=40)
+    parser.add_argument("--out", type=Path, default=Path(__file__).with_name("search_latency.json"))
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    zoo = ZooDNA(args.zoo)
+    ids = zoo.model_ids()
+    bundle = default_learned()
+    with single_blas(), tempfile.TemporaryDirectory() as tmp:
+        registry = Registry(Path(tmp) / "registry.sqlite")
+        dnas = [zoo.dna(m) for m in ids]
+        for model_id, dna, vector in zip(ids, dnas, bundle.embed(dnas), strict=True):
+            dna.vector, dna.vector_spec = vector, bundle.spec
+            registry.add(dna, name=model_id)
+        search = ParentSearch(registry, exhaustive_up_to=0)
+        targets = [m for m in ids if zoo.models[m]["split"] == "test"][: args.queries + 1]
+        total, retrieval, scored = [], [], []
+        for i, model_id in enumerate(targets):
+            entry = registry.get(model_id)
+            dna = registry.dna(entry)
+            started = time.perf_counter()
+            search.candidates_for(dna, 51)
+            found = time.perf_counter() - started
+            started = time.perf_counter()
+            result = search(dna, top=5, name=model_id, order=entry.id)
+            if i:  # the first query warms caches
+                total.append(1000 * (time.perf_counter() - started))
+                retrieval.append(1000 * found)
+                scored.append(result.n_scored)
+        registry.close()
+    out = {
+        "zoo": zoo.zoo_hash[:16],
+        "registered": len(ids),
+        "queries": len(total),
+        "query_ms_median": round(statistics.median(total), 1),
+        "query_ms_p95": round(sorted(total)[int(0.95 * (len(total) - 1))], 1),
+        "retrieval_ms_median": round(statistics.median(retrieval), 2),
+        "candidates_reranked_median": statistics.median(scored),
+        "load_average_at_end": [round(x, 2) for x in os.getloadavg()],
+    }
+    args.out.write_text(json.dumps(out, indent=1) + "\n")
+    print(json.dumps(out))
+
+
+if __name__ == "__main__":
+    main()
