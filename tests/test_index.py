@@ -632,3 +632,23 @@ def test_copy_step_kinds(family, probes_array) -> None:
     assert copy_step(parent, dna(half)) == "lossy"
     assert copy_step(parent, dna(family.children["fine-tuned"])) is None
     assert copy_step(dna(half), parent) is None  # the original is not a copy of its copy
+
+
+def test_merge_weight_finds_averages_not_parents(family, probes_array) -> None:
+    """A weight average of two fine-tunes is found between them; their common parent is not."""
+    import copy
+
+    import families
+    from progenitor.index.merges import merge_weight
+
+    def dna(module):
+        return pg.extract(module, probes=probes_array, input_shape=(1, 8, 8), learned=False, genes=["weight_values"])
+
+    a = families.fine_tuned(family.parent, seed=100)
+    b = families.fine_tuned(family.parent, seed=101)
+    soup = copy.deepcopy(a)
+    soup.load_state_dict({k: 0.3 * v + 0.7 * b.state_dict()[k] for k, v in a.state_dict().items()})
+    da, db = dna(a), dna(b)
+    assert merge_weight(dna(soup), da, db) == pytest.approx(0.3, abs=0.02)
+    assert merge_weight(dna(family.parent), da, db) is None
+    assert merge_weight(da, dna(family.parent), db) is None  # a fine-tune is not between its parent and a sibling

@@ -65,7 +65,7 @@ class WeightValues(Gene):
         return GeneValue(arrays, {"shapes": shapes})
 
     def compare(self, a: GeneValue, b: GeneValue) -> GeneScore:
-        pairs = _pair_by_shape(a.meta["shapes"], b.meta["shapes"])
+        pairs = pair_by_shape(a.meta["shapes"], b.meta["shapes"])
         if not pairs:
             raise GeneNotApplicable("no weight tensors of the same shape")
         compared = near = exact = 0
@@ -84,7 +84,7 @@ class WeightValues(Gene):
         )
 
 
-def _pair_by_shape(a: list[list[int]], b: list[list[int]]) -> list[tuple[int, int]]:
+def pair_by_shape(a: list[list[int]], b: list[list[int]]) -> list[tuple[int, int]]:
     """The k-th tensor of each shape in ``a`` with the k-th tensor of that shape in ``b``."""
     positions: dict[tuple[int, ...], list[int]] = {}
     for j, shape in enumerate(b):

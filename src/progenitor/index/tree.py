@@ -17,7 +17,9 @@
    registered first (0 turns it off). ``aligned`` is the share of hidden units two models hold
    in the same order, which tells the model a child was made from apart from its permuted copies;
    ``copied`` the share of sampled weight values they agree on, which tells the model a pruned or
-   converted copy was made from apart from that model's other relatives.
+   converted copy was made from apart from that model's other relatives. A model whose sampled
+   weights are a weighted average of two of its relatives (``progenitor.index.merges``) is their
+   child: the direction between it and each of them is fixed (``MERGE_DIRECTION``).
 4. **Arborescence**: a virtual root is joined to every model. A model none of whose relatives
    looks like its parent (direction below ``root_direction``, 0.5) is a root: its edge from the
    virtual root is cheaper than any edge; every other model must take a parent: its edge from the
@@ -63,6 +65,7 @@ from progenitor.index._relate import (
 )
 from progenitor.index.direction import DirectionSignal, get_direction
 from progenitor.index.keys import retrieval_key
+from progenitor.index.merges import find_merges
 from progenitor.index.vectors import Backend, VectorIndex
 from progenitor.verdict import DEFAULT_ALPHA
 
@@ -72,6 +75,8 @@ _ROOT = -1
 AUTO_NEIGHBOURS = 16
 # Log-odds per unit of relative centrality; chosen with ALIGNED_BONUS on the standard zoo's
 # validation families (directed-edge accuracy 0.43 without either, 0.62 with both).
+# P(merge is the parent of one of the two models it averages), and the reverse.
+MERGE_DIRECTION = (0.001, 0.999)
 CENTRALITY = 30.0
 ALL_PAIRS_UP_TO = 400
 
@@ -419,8 +424,20 @@ def build_tree(
         if count % 1000 == 0:
             note(f"scored {count}/{len(pairs)} pairs")
 
+    # A merge of two relatives is their child, whatever the direction signal says.
+    relatives: dict[int, list[int]] = {}
+    for (i, j), _rel in sorted(plausible.items(), key=lambda item: -item[1].strength):
+        relatives.setdefault(i, []).append(j)
+        relatives.setdefault(j, []).append(i)
+    merged_from = find_merges([m.dna for m in members], relatives)
+
     def directed(i: int, j: int) -> float:
-        """P(i is the parent of j): the signal, made antisymmetric, plus the centrality and order priors."""
+        """P(i is the parent of j): the signal, made antisymmetric, plus the centrality and order
+        priors; near 0 or 1 when one of the two is a merge of the other and a third model."""
+        if j in merged_from.get(i, ()):
+            return MERGE_DIRECTION[0]
+        if i in merged_from.get(j, ()):
+            return MERGE_DIRECTION[1]
         a, b = signal(members[i].dna, members[j].dna), signal(members[j].dna, members[i].dna)
         p = a / (a + b) if a + b > 0 else 0.5
         order = np.sign(members[j].order - members[i].order)
