@@ -22,9 +22,9 @@ Shared by parent search and lineage trees, so both rank candidate parents the sa
   negative log-likelihood:
   closeness (a parent is one derivation away, a sibling or a grandparent two) plus the doubt of a
   direction signal (``progenitor.index.direction``; ``direction`` = P(u is the parent of v),
-  optionally nudged by registration order), less the alignment and copy bonuses. A unit of strength (one
-  null standard deviation) weighs as much as a factor e in the direction's odds (at ``weight``
-  1), so a direction signal decides between near-equally close relatives and which model of a
+  optionally nudged by registration order), less the alignment and copy bonuses. A unit of
+  strength (one null standard deviation) weighs as much as a factor e in the direction's odds (at
+  ``weight`` 1), so a direction signal decides between near-equally close relatives and which model of a
   family is its root, while closeness decides who is related to whom. Alignment is symmetric (a
   sibling is aligned with its siblings too), so it never decides direction.
 """
