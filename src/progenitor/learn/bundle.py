@@ -42,6 +42,11 @@ class LearnedDNA:
     generator: DNAGenerator
     classifier: ProvenanceClassifier
     config: dict[str, Any] = field(default_factory=dict)
+    # Each DNA's embedding and moments, kept while the DNA lives (``_encoded``).
+    _memo: per_object = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        self._memo = per_object(self._encode)
 
     @property
     def spec(self) -> dict[str, Any]:
@@ -80,10 +85,7 @@ class LearnedDNA:
     def _encoded(self, dna: DNA) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """The DNA's embedding, moments block and moments mask, kept while the DNA lives (a
         search or a tree assesses one DNA against many)."""
-        memo = self.__dict__.get("_memo")
-        if memo is None:
-            memo = self.__dict__["_memo"] = per_object(self._encode)
-        return memo(dna)
+        return self._memo(dna)
 
     def _encode(self, dna: DNA) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         if dna.vector is not None and dna.vector_spec == self.spec:
