@@ -172,9 +172,10 @@ class ProgenitorMethod(Method):
             if not r.decided:
                 continue
             d = self.direction(dna, fp_target)
-            if not parent_eligible(self.relation(r), d, dna, fp_target):
+            rel = self.relation(r)
+            if not parent_eligible(rel, d, dna, fp_target):
                 continue
-            cost = edge_cost(self.relation(r), d, 1.0)
+            cost = edge_cost(rel, d, 1.0)
             eligible.append((cost, name))
         if not eligible:
             return None
