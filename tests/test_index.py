@@ -616,6 +616,24 @@ def test_search_abstains_on_a_pruned_copy_whose_source_is_not_registered(reg) ->
     assert result.parent is None and "pruned or converted" in result.reason
 
 
+def test_a_permuted_copy_is_not_the_parent_of_a_fine_tune_of_the_original(reg) -> None:
+    """The fine-tune is aligned with the parent; the parent's permuted copy computes the same
+    function but is not aligned with the fine-tune, and would have to be permuted and changed in
+    one step to be its parent."""
+    from progenitor.index._relate import parent_eligible, relate
+
+    dna = {e.name: reg.dna(e.name) for e in reg.entries()}
+    cal = pg.load_calibration()
+    copy_rel = relate(dna["parent"], dna["permuted"], cal, 0.01)
+    assert copy_rel.verdict == "derived" and copy_rel.aligned < 0.5 and not copy_rel.unaligned_change
+    to_parent = relate(dna["parent"], dna["fine-tuned"], cal, 0.01)
+    assert to_parent.aligned == 1.0 and not to_parent.unaligned_change
+    to_copy = relate(dna["permuted"], dna["fine-tuned"], cal, 0.01)
+    assert to_copy.verdict == "derived" and to_copy.unaligned_change
+    assert not parent_eligible(to_copy, 0.9, dna["permuted"], dna["fine-tuned"])
+    assert parent_eligible(to_parent, 0.9, dna["parent"], dna["fine-tuned"])
+
+
 def test_copy_step_kinds(family, probes_array) -> None:
     """Pruning adds exact zeros, a float16 round trip adds float16-exact values, a fine-tune neither."""
     import copy

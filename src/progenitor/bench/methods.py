@@ -38,7 +38,7 @@ from progenitor.calibration import Calibration
 from progenitor.dna import DNA
 from progenitor.errors import ProgenitorError
 from progenitor.genes import GeneNotApplicable
-from progenitor.index._relate import Relation, aligned_of, copied_of, edge_cost, parent_eligible, strength_of
+from progenitor.index._relate import Relation, edge_cost, parent_eligible, relation_of
 from progenitor.models.base import Model
 from progenitor.probes import ProbeSet
 from progenitor.verdict import DEFAULT_ALPHA
@@ -153,9 +153,10 @@ class ProgenitorMethod(Method):
                     results: dict[tuple[str, str], PairResult]) -> str | None:
         """The rule of ``progenitor search`` (``progenitor.index.search``): among the candidates
         that may be the parent (``progenitor.index._relate.parent_eligible``: ``derived``, not placed
-        below the target, holding the values of a pruned or converted target), the cheapest parent
-        edge (``progenitor.index._relate.edge_cost``), then
-        the search's lineage check over the best eight; none when no candidate is eligible."""
+        below the target, holding the values of a pruned or converted target, not permuted and
+        changed in one step), the cheapest parent edge (``progenitor.index._relate.edge_cost``),
+        unless the search's lineage check over the best eight related candidates names another
+        eligible one; none when no candidate is eligible."""
         from progenitor.index.direction import get_direction
         from progenitor.index.search import LINEAGE_CHECK, lineage_check_parent
 
@@ -166,38 +167,35 @@ class ProgenitorMethod(Method):
                 results[(a, b)] = self.score(dna_a, [dna_b])[0]
             return results[(a, b)]
 
-        eligible = []
+        related, eligible = [], set()
         for name, dna in candidates.items():
             r = result(name, target)
             if not r.decided:
                 continue
             d = self.direction(dna, fp_target)
             rel = self.relation(r)
-            if not parent_eligible(rel, d, dna, fp_target):
-                continue
-            cost = edge_cost(rel, d, 1.0)
-            eligible.append((cost, name))
-        if not eligible:
+            related.append((edge_cost(rel, d, 1.0), name))
+            if parent_eligible(rel, d, dna, fp_target):
+                eligible.add(name)
+        ranked = [name for _, name in sorted(related) if name in eligible]
+        if not ranked:
             return None
-        eligible.sort()
-        chosen = [name for _, name in eligible[: max(LINEAGE_CHECK, 1)]]
-        if len(chosen) > 1:
+        context = [name for _, name in sorted(related)[: max(LINEAGE_CHECK, 1)]]
+        if len(context) > 1:
             # Registration order is no evidence here (the zoo's order would leak the lineage).
             pick = lineage_check_parent(
-                [(n, candidates[n], self.relation(result(n, target)), 0) for n in chosen], fp_target, 0,
+                [(n, candidates[n], self.relation(result(n, target)), 0) for n in context], fp_target, 0,
                 self.context.calibration, self.context.alpha, get_direction("auto", self.bundle), 0.0,
                 self.bundle, relate_pair=lambda a, b: self.relation(result(a, b)))
-            if pick is not None:
+            if pick in eligible:
                 return pick
-        return chosen[0]
+        return ranked[0]
 
     @staticmethod
     def relation(result: PairResult) -> Relation:
         """The index's Relation for a cached pair result (verdict, probability, strength, alignment)."""
-        return Relation(result.extra.get("verdict", "unrelated"), float(result.extra.get("probability", 0.0)),
-                        result.p_value, float(result.extra.get("strength", 0.0)),
-                        aligned=float(result.extra.get("aligned", 0.0)), copied=float(result.extra.get("copied", 0.0)),
-                        copied_exact=float(result.extra.get("copied_exact", 0.0)))
+        relation = result.extra.get("relation")
+        return relation if relation is not None else Relation(result.extra.get("verdict", "unrelated"), 0.0, None, 0.0)
 
     def _dna(self, model: Model, entry: dict[str, Any]) -> tuple[DNA, float]:
         key = entry["id"]
@@ -223,17 +221,16 @@ class ProgenitorMethod(Method):
     def score(self, fp_source: Any, fp_targets: Sequence[Any]) -> list[PairResult]:
         results = compare_many(fp_source, list(fp_targets), calibration=self.context.calibration,
                                alpha=self.context.alpha, learned=self.bundle if self.bundle is not None else False)
-        return [_ours(c, copied_of(fp_source, t)) for c, t in zip(results, fp_targets, strict=True)]
+        return [_ours(relation_of(c, fp_source, t)) for c, t in zip(results, fp_targets, strict=True)]
 
 
-def _ours(comparison: Any, copied: tuple[float, float]) -> PairResult:
-    p = comparison.p_value
+def _ours(relation: Relation) -> PairResult:
+    p = relation.p_value
     if p is None:
-        return PairResult(float("nan"), None, False, 0.0, {"verdict": comparison.verdict})
-    strength = strength_of(comparison.evidence)
-    return PairResult(-math.log10(max(p, P_FLOOR)), p, comparison.verdict == "derived", strength,
-                      {"verdict": comparison.verdict, "probability": comparison.probability, "strength": strength,
-                       "aligned": aligned_of(comparison.evidence), "copied": copied[0], "copied_exact": copied[1]})
+        return PairResult(float("nan"), None, False, 0.0, {"verdict": relation.verdict})
+    relation.comparison = None  # the bench keeps every pair: the numbers, not the evidence
+    return PairResult(-math.log10(max(p, P_FLOOR)), p, relation.verdict == "derived", relation.strength,
+                      {"relation": relation})
 
 
 class BaselineMethod(Method):

@@ -14,6 +14,12 @@ Shared by parent search and lineage trees, so both rank candidate parents the sa
   aligned with its parent; a permuted copy of the parent has the same (permutation-invariant)
   genes but is not aligned, so alignment tells the model a child was made from apart from its
   exact copies;
+* an **unaligned change** (``unaligned_change``): the two models' hidden units are not aligned
+  (``aligned`` below ``ALIGNED_MIN`` over same-shape layers) and their outputs differ
+  (``output_logits`` below ``SAME_FUNCTION``). One model would be the other permuted *and*
+  changed in a single step; a permuted copy computes the same function, and what is made from
+  it afterwards is aligned with it. So such a pair is two relatives that meet at an ancestor
+  (a parent's permuted copy and its fine-tune), and search does not name one the other's parent;
 * the **copy share** (``copied``) is the ``weight_values`` gene's similarity: the share of
   sampled weights the two models agree on within int8 rounding. A pruned, float16, int8 or
   head-only copy agrees with the model it was made from, not with that model's other relatives;
@@ -52,6 +58,10 @@ COPY_BONUS = 10.0  # chosen on the standard zoo's validation families (see BENCH
 # parents hold all, a sibling one light fine-tune away up to 98% within rounding and 22% exactly).
 LOSSY_MATCH = 0.99
 PRUNED_MATCH = 0.5
+# Below this share of hidden units in place, two models' units went through a permutation; at or
+# above this output similarity the two compute the same function (a permuted copy, an export).
+ALIGNED_MIN = 0.5
+SAME_FUNCTION = 0.999
 
 
 @dataclass
@@ -66,6 +76,7 @@ class Relation:
     aligned: float = 0.0
     copied: float = 0.0
     copied_exact: float = 0.0
+    unaligned_change: bool = False
 
     def to_json(self) -> dict[str, Any]:
         """Short JSON form (no per-gene evidence)."""
@@ -77,6 +88,7 @@ class Relation:
             "aligned": round(self.aligned, 4),
             "copied": round(self.copied, 4),
             "copied_exact": round(self.copied_exact, 4),
+            "unaligned_change": self.unaligned_change,
         }
 
 
@@ -95,6 +107,27 @@ def aligned_of(evidence: dict[str, Any]) -> float:
     """The ``weight_sketch`` gene's ``aligned`` detail from a Comparison's ``evidence`` (0 without it)."""
     gene = evidence.get("genes", {}).get("weight_sketch") or {}
     return float((gene.get("details") or {}).get("aligned", 0.0))
+
+
+def unaligned_change_of(evidence: dict[str, Any]) -> bool:
+    """Whether a Comparison's ``evidence`` shows hidden units out of place (``weight_sketch``'s
+    ``aligned`` below ``ALIGNED_MIN`` where same-shape layers were compared) and outputs that
+    differ (``output_logits`` below ``SAME_FUNCTION``); False when either gene is absent."""
+    genes = evidence.get("genes", {})
+    sketch, logits = genes.get("weight_sketch") or {}, genes.get("output_logits") or {}
+    details = sketch.get("details") or {}
+    if not details.get("fixed_points") or "similarity" not in logits:
+        return False
+    return float(details.get("aligned", 0.0)) < ALIGNED_MIN and float(logits["similarity"]) < SAME_FUNCTION
+
+
+def relation_of(comparison: Comparison, source: DNA, target: DNA) -> Relation:
+    """The Relation of a pair from its full verdict (``comparison``) and the two DNAs."""
+    evidence = comparison.evidence
+    return Relation(
+        comparison.verdict, comparison.probability, comparison.p_value, strength_of(evidence), comparison,
+        aligned_of(evidence), *copied_of(source, target), unaligned_change=unaligned_change_of(evidence),
+    )
 
 
 def copied_of(source: DNA, target: DNA) -> tuple[float, float]:
@@ -116,19 +149,22 @@ def parent_eligible(relation: Relation, direction: float, source: DNA, target: D
     below the target by the direction signal, and, when the target looks made from it by a
     copying step (``progenitor.index.direction.copy_step``), holding the target's values: within
     rounding after a float16 or int8 conversion (``copied`` >= ``LOSSY_MATCH``), exactly after
-    pruning (``copied_exact`` >= ``PRUNED_MATCH``). A relative of a pruned or converted copy (its
-    sibling, cousin) is as close as a parent by every similarity, but does not hold its values;
-    without this rule search names it when the parent is not registered."""
+    pruning (``copied_exact`` >= ``PRUNED_MATCH``); otherwise not an ``unaligned_change`` (units
+    permuted and outputs changed in one step). A relative of a pruned or converted copy (its
+    sibling, cousin), or a permuted copy of a fine-tune's parent, is as close as a parent by every
+    similarity but fails these tests; without them search names it when the parent is not
+    registered. A one-step "permute and fine-tune" evasion therefore gets no parent from search
+    (the verdict still calls the pair derived)."""
     if relation.verdict != "derived" or direction < 0.5:
         return False
     if "weight_values" not in source.genes or "weight_values" not in target.genes:
-        return True
+        return not relation.unaligned_change
     step = copy_step(source, target)
     if step == "lossy":
         return relation.copied >= LOSSY_MATCH
     if step == "pruned":
         return relation.copied_exact >= PRUNED_MATCH
-    return True
+    return not relation.unaligned_change
 
 
 def learned_bundle(learned: Any = True) -> Any:
@@ -160,10 +196,7 @@ def relate(
     level = min(ACCESS_LEVELS.index(source.access), ACCESS_LEVELS.index(target.access))
     learned = None if bundle is None else learned_evidence(bundle.assess(source, target), bundle.null_logits())
     result = decide(names[0], names[1], ACCESS_LEVELS[level], scores, calibration, alpha, None, learned)
-    return Relation(
-        result.verdict, result.probability, result.p_value, strength_of(result.evidence), result,
-        aligned_of(result.evidence), *copied_of(source, target),
-    )
+    return relation_of(result, source, target)
 
 
 def related_either_way(pair: Callable[[str, str], Relation], a: str, b: str, directional: bool) -> Relation:

@@ -17,7 +17,10 @@ The answer is the ``top`` candidates with their verdicts. The likely parent is t
 *below* the target by the direction signal (direction >= 0.5), and, when the target looks made
 from it by a copying step (more pruned zeros, or float16/int8 values), holding the target's
 sampled weight values (the ``weight_values`` gene: within rounding after float16/int8, exactly
-after pruning). The search **abstains** ("no likely parent")
+after pruning), otherwise with its hidden units in the target's order unless the two compute the
+same function (a candidate permuted *and* changed relative to the target is a relative that meets
+it at an ancestor, typically a permuted copy of the target's unregistered parent). The search
+**abstains** ("no likely parent")
 when there is none: no candidate is ``derived``, every related one looks derived from the target
 rather than the other way, or the target is a pruned or converted copy of a model that is not
 registered (its relatives do not hold its values). On the standard zoo's validation families the
@@ -32,10 +35,12 @@ version of the tree's preference for ancestors.
 **Lineage check** (``lineage_check``, default 8): the best candidates that could be the parent are
 often the parent and its other children (a sibling one light fine-tune from the parent is as close
 to the target as the parent is). The search therefore recovers the lineage tree of the target and
-its ``lineage_check`` best eligible candidates (``progenitor.index.build_tree``, with its
-centrality prior and alignment bonus) and answers the target's parent in that tree when it is one
-of them. On the standard zoo's validation families this took top-1 parent accuracy from 0.55 to
-0.61 (``lineage_check_parent``); it costs one verdict per pair of those candidates.
+its ``lineage_check`` best related candidates, eligible or not (``progenitor.index.build_tree``,
+with its centrality prior and alignment bonus), and answers the target's parent in that tree when
+it is an eligible candidate. On the standard zoo's validation families this took top-1 parent
+accuracy from 0.55 to 0.61 (``lineage_check_parent``); it costs one verdict per pair of those
+candidates. The tree sees the ineligible relatives too because they place the parent: a parent's
+permuted copy or its children make it the family's centre.
 """
 
 from __future__ import annotations
@@ -130,9 +135,13 @@ class SearchResult:
         if best is not None:
             return f"{best.entry.name} is derived-related and not below the target"
         related = [c for c in self.candidates if c.relation.verdict == "derived"]
-        above = ", ".join(c.entry.name for c in related if c.direction >= 0.5)
+        above = [c for c in related if c.direction >= 0.5]
+        unaligned = ", ".join(c.entry.name for c in above if c.relation.unaligned_change)
+        if unaligned:
+            return f"related models ({unaligned}) would be the target's parent only through a permutation and a change"
         if above:
-            return f"the target looks pruned or converted; related models ({above}) do not hold its values"
+            names = ", ".join(c.entry.name for c in above)
+            return f"the target looks pruned or converted; related models ({names}) do not hold its values"
         if related:
             names = ", ".join(c.entry.name for c in related)
             return f"related models ({names}) look derived from the target, not the other way"
@@ -208,7 +217,7 @@ class ParentSearch:
         learned: the learned Model DNA fused into the verdicts as in ``compare`` (True: the
             packaged default when one ships; False: none).
         exhaustive_up_to: collections up to this size are re-ranked exhaustively.
-        lineage_check: how many of the best eligible candidates the lineage check builds a tree
+        lineage_check: how many of the best related candidates the lineage check builds a tree
             over (see the module docstring; 0 or 1: off).
     """
 
@@ -323,8 +332,10 @@ class ParentSearch:
                 ranked.remove(first)
                 ranked.insert(0, first)
         eligible = [c for c in ranked if c.eligible]
-        if self.lineage_check > 1 and len(eligible) > 1:
-            chosen = eligible[: self.lineage_check]
+        # The tree sees every related candidate (a parent's permuted copy or child places the
+        # parent at the family's centre), but only an eligible one may become the answer.
+        chosen = [c for c in ranked if c.relation.verdict == "derived"][: self.lineage_check]
+        if self.lineage_check > 1 and eligible and len(chosen) > 1:
             pick = lineage_check_parent(
                 [(c.entry.name, dnas[c.entry.id], c.relation, c.entry.id) for c in chosen],
                 target,
@@ -335,7 +346,7 @@ class ParentSearch:
                 self.order_prior,
                 self.bundle,
             )
-            if pick is not None and pick != ranked[0].entry.name:
+            if pick in {c.entry.name for c in eligible} and pick != ranked[0].entry.name:
                 best = next(c for c in chosen if c.entry.name == pick)
                 ranked.remove(best)
                 ranked.insert(0, best)
@@ -371,10 +382,10 @@ def lineage_check_parent(
     """The target's parent in the lineage tree of the target and its best candidates, or None.
 
     ``candidates``: (name, DNA, relation of candidate -> target, registration order) of the
-    eligible candidates, best first. Pairs of candidates get the full verdict (``relate_pair``
-    replaces it, e.g. with cached verdicts); a pair counts as related when either orientation
-    is, as in the tree. None when the tree makes the target a root (the search's own ranking
-    then stands).
+    related candidates, best first (the caller checks that the answer is eligible). Pairs of
+    candidates get the full verdict (``relate_pair`` replaces it, e.g. with cached verdicts); a
+    pair counts as related when either orientation is, as in the tree. None when the tree makes
+    the target a root (the search's own ranking then stands).
     """
     from progenitor.index.tree import Member, build_tree
 
