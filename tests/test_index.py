@@ -427,6 +427,30 @@ def test_tree_with_vector_candidates_and_custom_relation() -> None:
     assert len(tree.roots) == 40
 
 
+def test_tree_roots_a_family_at_the_model_whose_unit_order_the_family_shares() -> None:
+    """An original and its permuted copy have the same genes; the copy is made a little more
+    central, as float noise can, but the original's other derivations share its unit order, so
+    the original is the root and the copy its child."""
+    names = ["copy", "original", "ft1", "ft2", "ft3", "copy-ft"]
+    dna = {n: _synthetic_dna(i, None) for i, n in enumerate(names)}
+    for d in dna.values():
+        d.model["n_params"] = 100  # no size cue: the direction signal says 0.5 for every pair
+
+    def relate_fn(a: Member, b: Member) -> Relation:
+        pair = {a.name, b.name}
+        if pair == {"copy", "original"}:
+            return Relation("derived", 1.0, 1e-12, 18.0, unaligned=True)
+        # Permutation-invariant genes: the copy is as close to everyone as the original is.
+        same_order = ("copy-ft" in pair) == ("copy" in pair)
+        strength = 8.0 + (0.01 if "copy" in pair else 0.0)
+        return Relation("derived", 1.0, 1e-9, strength, aligned=float(same_order), unaligned=not same_order)
+
+    members = [Member(n, dna[n], order=i) for i, n in enumerate(names)]
+    tree = build_tree(members, relate_fn=relate_fn, order_prior=0.0, learned=False)
+    assert tree.parent["copy"] == "original" and tree.parent["original"] is None
+    assert tree.parent["copy-ft"] == "copy" and all(tree.parent[f"ft{k}"] == "original" for k in (1, 2, 3))
+
+
 def test_learned_model_dna_joins_the_verdicts(reg) -> None:
     """With a learned Model DNA (here an untrained one), its classifier enters every verdict."""
     from progenitor.learn.bundle import build

@@ -76,6 +76,7 @@ class Relation:
     aligned: float = 0.0
     copied: float = 0.0
     copied_exact: float = 0.0
+    unaligned: bool = False
     unaligned_change: bool = False
 
     def to_json(self) -> dict[str, Any]:
@@ -88,6 +89,7 @@ class Relation:
             "aligned": round(self.aligned, 4),
             "copied": round(self.copied, 4),
             "copied_exact": round(self.copied_exact, 4),
+            "unaligned": self.unaligned,
             "unaligned_change": self.unaligned_change,
         }
 
@@ -109,16 +111,16 @@ def aligned_of(evidence: dict[str, Any]) -> float:
     return float((gene.get("details") or {}).get("aligned", 0.0))
 
 
-def unaligned_change_of(evidence: dict[str, Any]) -> bool:
-    """Whether a Comparison's ``evidence`` shows hidden units out of place (``weight_sketch``'s
-    ``aligned`` below ``ALIGNED_MIN`` where same-shape layers were compared) and outputs that
-    differ (``output_logits`` below ``SAME_FUNCTION``); False when either gene is absent."""
+def unaligned_of(evidence: dict[str, Any]) -> tuple[bool, bool]:
+    """From a Comparison's ``evidence``: whether the two models' hidden units are out of place
+    (``weight_sketch``'s ``aligned`` below ``ALIGNED_MIN`` where same-shape layers were
+    compared; False without such layers), and whether, besides, their outputs differ
+    (``output_logits`` below ``SAME_FUNCTION``; False without that gene)."""
     genes = evidence.get("genes", {})
-    sketch, logits = genes.get("weight_sketch") or {}, genes.get("output_logits") or {}
-    details = sketch.get("details") or {}
-    if not details.get("fixed_points") or "similarity" not in logits:
-        return False
-    return float(details.get("aligned", 0.0)) < ALIGNED_MIN and float(logits["similarity"]) < SAME_FUNCTION
+    details = (genes.get("weight_sketch") or {}).get("details") or {}
+    unaligned = bool(details.get("fixed_points")) and float(details.get("aligned", 0.0)) < ALIGNED_MIN
+    logits = genes.get("output_logits") or {}
+    return unaligned, unaligned and "similarity" in logits and float(logits["similarity"]) < SAME_FUNCTION
 
 
 def relation_of(comparison: Comparison, source: DNA, target: DNA) -> Relation:
@@ -126,7 +128,7 @@ def relation_of(comparison: Comparison, source: DNA, target: DNA) -> Relation:
     evidence = comparison.evidence
     return Relation(
         comparison.verdict, comparison.probability, comparison.p_value, strength_of(evidence), comparison,
-        aligned_of(evidence), *copied_of(source, target), unaligned_change=unaligned_change_of(evidence),
+        aligned_of(evidence), *copied_of(source, target), *unaligned_of(evidence),
     )
 
 

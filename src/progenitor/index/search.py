@@ -137,11 +137,14 @@ class SearchResult:
         related = [c for c in self.candidates if c.relation.verdict == "derived"]
         above = [c for c in related if c.direction >= 0.5]
         unaligned = ", ".join(c.entry.name for c in above if c.relation.unaligned_change)
+        copies = ", ".join(c.entry.name for c in above if not c.relation.unaligned_change)
+        reasons = []
+        if copies:
+            reasons.append(f"the target looks pruned or converted; related models ({copies}) do not hold its values")
         if unaligned:
-            return f"related models ({unaligned}) would be the target's parent only through a permutation and a change"
-        if above:
-            names = ", ".join(c.entry.name for c in above)
-            return f"the target looks pruned or converted; related models ({names}) do not hold its values"
+            reasons.append(f"related models ({unaligned}) would be its parent only by a permutation and a change")
+        if reasons:
+            return "; ".join(reasons)
         if related:
             names = ", ".join(c.entry.name for c in related)
             return f"related models ({names}) look derived from the target, not the other way"

@@ -13,6 +13,11 @@
    **centrality** prior, ``centrality`` log-odds per unit of relative centrality in favour of the
    model closer to the rest of its family (``_centrality``: the original of a star-shaped family
    is one derivation from everyone, and closer to everyone than its noised or exported copies),
+   the **permutation-parsimony** prior between two models whose hidden units are permuted
+   relative to each other, ``PERMUTATION_PARSIMONY`` log-odds per unit difference in the share of
+   relatives holding each one's unit order (``_in_order``: the original's other derivations keep
+   its order, only a permuted copy's own descendants keep the copy's; on the standard zoo's
+   validation families it took directed-edge accuracy from 143 to 146 of 213 edges),
    and the registration-**order** prior, ``order_prior`` log-odds in favour of the model
    registered first (0 turns it off). ``aligned`` is the share of hidden units two models hold
    in the same order, which tells the model a child was made from apart from its permuted copies;
@@ -55,6 +60,7 @@ from progenitor.calibration import Calibration, load_calibration
 from progenitor.dna import DNA
 from progenitor.errors import ProgenitorError
 from progenitor.index._relate import (
+    ALIGNED_MIN,
     Relation,
     edge_cost,
     learned_bundle,
@@ -78,6 +84,9 @@ AUTO_NEIGHBOURS = 16
 # P(merge is the parent of one of the two models it averages), and the reverse.
 MERGE_DIRECTION = (0.001, 0.999)
 CENTRALITY = 30.0
+# Log-odds per unit difference in the share of relatives in the same unit order, between two
+# models whose units are permuted relative to each other (``_in_order``).
+PERMUTATION_PARSIMONY = 8.0
 ALL_PAIRS_UP_TO = 400
 
 
@@ -431,9 +440,10 @@ def build_tree(
         relatives.setdefault(j, []).append(i)
     merged_from = find_merges([m.dna for m in members], relatives)
 
-    def directed(i: int, j: int) -> float:
-        """P(i is the parent of j): the signal, made antisymmetric, plus the centrality and order
-        priors; near 0 or 1 when one of the two is a merge of the other and a third model."""
+    def directed(i: int, j: int, rel: Relation) -> float:
+        """P(i is the parent of j): the signal, made antisymmetric, plus the centrality,
+        permutation-parsimony and order priors; near 0 or 1 when one of the two is a merge of the
+        other and a third model."""
         if j in merged_from.get(i, ()):
             return MERGE_DIRECTION[0]
         if i in merged_from.get(j, ()):
@@ -441,8 +451,11 @@ def build_tree(
         a, b = signal(members[i].dna, members[j].dna), signal(members[j].dna, members[i].dna)
         p = a / (a + b) if a + b > 0 else 0.5
         order = np.sign(members[j].order - members[i].order)
-        doubt = 1.0 - abs(2.0 * p - 1.0)  # the prior speaks where the signal cannot tell
-        return sigmoid(logit(p) + doubt * centrality * (central[i] - central[j]) + order_prior * float(order))
+        doubt = 1.0 - abs(2.0 * p - 1.0)  # the priors speak where the signal cannot tell
+        prior = centrality * (central[i] - central[j])
+        if rel.unaligned:
+            prior += PERMUTATION_PARSIMONY * (in_order[i] - in_order[j])
+        return sigmoid(logit(p) + doubt * prior + order_prior * float(order))
 
     # Families: weakly connected components of plausible pairs (union-find).
     root_of = list(range(len(members)))
@@ -459,6 +472,7 @@ def build_tree(
     for i in range(len(members)):
         components.setdefault(find(i), []).append(i)
     central = _centrality([find(i) for i in range(len(members))], plausible)
+    in_order = _in_order(len(members), plausible)
 
     pairs_of: dict[int, list[tuple[int, int, Relation]]] = {}
     for (i, j), rel in plausible.items():
@@ -471,7 +485,7 @@ def build_tree(
         graph = nx.DiGraph()
         info: dict[tuple[int, int], tuple[float, float, Relation]] = {}
         for i, j, rel in pairs_of[key]:
-            p_ij = directed(i, j)
+            p_ij = directed(i, j, rel)
             for u, v, d in ((i, j, p_ij), (j, i, 1.0 - p_ij)):
                 cost = edge_cost(rel, d, direction_weight)
                 graph.add_edge(u, v, weight=cost)
@@ -553,6 +567,25 @@ def _centrality(family: list[int], plausible: dict[tuple[int, int], Relation]) -
         if members.any():
             out[members] = mean[members] / max(float(np.abs(mean[members]).mean()), 1e-9)
     return out
+
+
+def _in_order(n: int, plausible: dict[tuple[int, int], Relation]) -> np.ndarray:
+    """Per model: the share of its plausible relatives whose hidden units it holds in the same
+    order (``aligned`` at least ``ALIGNED_MIN``), among those where alignment could be measured;
+    0.5 where it never could.
+
+    Of a model and its permuted copy, the original is the one whose unit order the rest of the
+    family shares: its other derivations keep its order, and only the copy's own descendants
+    keep the copy's. Naming the original the parent asks for one permutation; the reverse asks
+    for the permutation to have happened before every other derivation of the family.
+    """
+    aligned, known = np.zeros(n), np.zeros(n)
+    for (i, j), rel in plausible.items():
+        if rel.unaligned or rel.aligned >= ALIGNED_MIN:
+            for k in (i, j):
+                known[k] += 1
+                aligned[k] += not rel.unaligned
+    return np.divide(aligned, known, out=np.full(n, 0.5), where=known > 0)
 
 
 def _prefer_ancestors(
