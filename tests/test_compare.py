@@ -70,6 +70,19 @@ def test_without_any_calibrated_null_is_inconclusive(saved) -> None:
     assert r.verdict == "inconclusive" and r.p_value is None
 
 
+def test_a_null_calibrated_for_another_gene_version_is_not_used(saved) -> None:
+    """Similarities of another version of a gene may mean something else: its null is ignored."""
+    import dataclasses
+
+    shipped = pg.load_calibration()
+    stale = dataclasses.replace(shipped.genes["weight_sketch"], version=shipped.genes["weight_sketch"].version - 1)
+    calibration = pg.Calibration({"weight_sketch": stale}, shipped.logistic, "stale")
+    r = pg.compare(saved["parent"], saved["noised"], probes=saved["probes"], calibration=calibration)
+    entry = r.evidence["genes"]["weight_sketch"]
+    assert entry["p_value"] is None and "recalibrate" in entry["note"]
+    assert r.verdict == "inconclusive"
+
+
 def test_probe_kind_mismatch(saved) -> None:
     with pytest.raises(pg.ProbeError, match="text"):
         pg.compare(saved["parent"], saved["noised"], probes=["a sentence", "another one"])

@@ -99,6 +99,29 @@ def test_alignment_p_value_bound() -> None:
     assert alignment_p_value([10, 2]) == pytest.approx(2 / 3628800)
 
 
+def test_wide_layers_match_a_sample_of_units() -> None:
+    """A layer wider than MATCH_UNITS matches a fixed sample of its units against every unit of
+    the other: a permuted copy's sampled units all find their twins, none in place; the copy
+    itself has all of them in place; an unrelated layer matches far worse."""
+    from progenitor.genes.weights import MATCH_UNITS, match_units, unit_sample
+
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((300, 32)).astype(np.float32)
+    a /= np.linalg.norm(a, axis=1, keepdims=True)
+    perm = rng.permutation(300)
+    assert len(unit_sample(300)) == MATCH_UNITS and np.array_equal(unit_sample(300), unit_sample(300))
+    assert np.array_equal(unit_sample(40), np.arange(40))
+    assert match_units(a, a) == (pytest.approx(1.0), MATCH_UNITS, MATCH_UNITS)
+    similarity, in_place, matched = match_units(a, a[perm])
+    assert similarity == pytest.approx(1.0) and matched == MATCH_UNITS
+    assert in_place == int((perm[unit_sample(300)] == unit_sample(300)).sum())
+    other = rng.standard_normal((300, 32)).astype(np.float32)
+    other /= np.linalg.norm(other, axis=1, keepdims=True)
+    assert match_units(a, other)[0] < 0.8
+    # The narrower layer is the one sampled, whichever side it is on.
+    assert match_units(a[:50], a)[2] == 50 and match_units(a, a[:50])[2] == 50
+
+
 def test_pair_layers_explicit() -> None:
     a = [
         Layer("c1", "conv", 16, (1, 9), 0.0),

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from progenitor.calibration import Calibration
-from progenitor.genes import GeneScore
+from progenitor.genes import GeneScore, get_gene
 from progenitor.stats import NullModel, cauchy_combination, clustered_null, fisher_z, predictive_p_value, sigmoid
 
 Verdict = Literal["derived", "unrelated", "inconclusive"]
@@ -66,13 +66,19 @@ class Comparison:
 def _gene_null(
     name: str, calibration: Calibration, custom: dict[str, list[float]] | None, recipe: str | None
 ) -> tuple[NullModel | None, str]:
-    """The null for a gene: supplied independents, else the calibration's (recipe's own if it has one)."""
+    """The null for a gene: supplied independents, else the calibration's (recipe's own if it has
+    one), unless the calibration measured another version of the gene (its similarities may
+    mean something else: then None, and the reason)."""
     if custom and name in custom and len(custom[name]) >= 3:
         return clustered_null(custom[name]), "supplied independent models"
     if name in calibration.genes:
-        model, which = calibration.genes[name].model_for(recipe)
+        gene_null = calibration.genes[name]
+        current = get_gene(name).version
+        if gene_null.version != current:
+            return None, f"the calibration's null is for version {gene_null.version}, not {current}: recalibrate"
+        model, which = gene_null.model_for(recipe)
         return model, f"{calibration.source} ({which} null)"
-    return None, ""
+    return None, "no calibrated null for this gene"
 
 
 def gene_evidence(
@@ -102,7 +108,7 @@ def gene_evidence(
                 entry["p_value"] = float(f"{min(1.0, 2.0 * min(entry['p_value'], score.exact_p_value)):.6g}")
         else:
             entry["p_value"] = None
-            entry["note"] = "no calibrated null for this gene: not used in the verdict"
+            entry["note"] = f"{where}: not used in the verdict"
         entry["details"] = score.details
         out[name] = entry
     return out

@@ -8,18 +8,24 @@ which leaves every sketch unchanged, so the sketches of derived models line up w
 units. Rows are normalised, so per-unit scaling (batch norm folded into a convolution on export)
 changes nothing either. The gene stores each layer's unit sketches (units x m, float16); two
 models' layers are paired by kind, shape and relative depth (``pair_layers``), their units matched
-one-to-one (Hungarian on |cosine|), and the similarity is the mean matched cosine over layers.
+one-to-one (Hungarian on |cosine|), and the similarity is the mean matched cosine over layers. Of a
+layer wider than ``MATCH_UNITS`` a fixed sample of that many units is matched against all units of
+the other model's layer (``unit_sample``): each sampled unit of a derived layer still finds its
+twin, and the solver's cubic cost stays bounded (a 3072-unit transformer MLP would otherwise cost
+seconds per pair). Version 4 introduced the sample; its values are those of version 3.
 
 The sketches are stored in the model's own unit order, so the matching also says whether the two
 models' units are *aligned*: a model derived without a permutation matches unit i to unit i, an
 independent model (or a copy that went through a permutation) does not. The ``aligned`` detail
-(the fraction of hidden units matched to their own index) tells a model's direct ancestor from a
+(the fraction of matched hidden units matched to their own index) tells a model's direct ancestor from a
 permuted copy of it, which has the same sketches; lineage trees use it (``progenitor.index``).
 
 Alignment is also evidence with an exact null. The hidden units of an independently trained model
 are exchangeable (initialised i.i.d., trained symmetrically), so relative to another model its
 unit labels are a uniformly random permutation, and the number of units the matching sends to
-their own index is the number of fixed points of a random permutation: P(at least k) <= 1/k!.
+their own index is the number of fixed points of a random permutation: P(at least k) <= 1/k!
+(also among a sample of s of a layer's n units: k given units land on their own index with
+probability (n-k)!/n!, and C(s, k) (n-k)!/n! <= 1/k! for s <= n).
 The ``alignment_p`` detail is that bound for the most aligned layer, times the number of layers
 (Bonferroni, valid however the layers depend on each other). It needs no calibration, and it
 survives derivations that move weights far (heavy noise then retraining) as long as no one
@@ -50,6 +56,7 @@ from progenitor.genes._registry import Gene, GeneNotApplicable, GeneScore, GeneV
 from progenitor.genes.observe import Observation
 
 SKETCH_DIM = 32
+MATCH_UNITS = 64  # units of a layer matched (a seeded sample of wider layers)
 _EMBEDDING_HINTS = ("embed", "wte", "wpe", "tok_emb", "pos_emb")
 
 
@@ -164,7 +171,7 @@ class WeightSketch(Gene):
     """Permutation-invariant unit sketches of every weight matrix, compared by matching units."""
 
     name: ClassVar[str] = "weight_sketch"
-    version: ClassVar[int] = 3
+    version: ClassVar[int] = 4  # 4: wide layers match a sample of 64 units (compare only)
     access = "white"
     needs = "weights"
     uses_probes: ClassVar[bool] = False
@@ -184,8 +191,8 @@ class WeightSketch(Gene):
         if not pairs:
             raise GeneNotApplicable("no weight matrices of compatible kind to pair")
         matches = [match_units(a.arrays[f"units{i}"], b.arrays[f"units{j}"]) for i, j in pairs]
-        scores = [cosine for cosine, _ in matches]
-        aligned, fixed = _aligned(layers_a, layers_b, pairs, [same for _, same in matches])
+        scores = [cosine for cosine, _, _ in matches]
+        aligned, fixed = _aligned(layers_a, layers_b, pairs, [(same, n) for _, same, n in matches])
         alignment_p = float(f"{alignment_p_value(fixed):.6g}")
         detail = [
             {
@@ -212,19 +219,33 @@ class WeightSketch(Gene):
         )
 
 
-def match_units(a: np.ndarray, b: np.ndarray) -> tuple[float, int]:
+def match_units(a: np.ndarray, b: np.ndarray) -> tuple[float, int, int]:
     """Mean |cosine| of units matched one-to-one (Hungarian) between two layers' unit sketches,
-    and how many units are matched to the unit of the same index.
+    how many units are matched to the unit of the same index, and how many were matched.
 
     Matching units rather than comparing second moments is what separates a derived layer (each
     unit has its twin) from an independently trained one that spans the same data directions.
+    The layer with fewer units (``a`` on a tie) has its units matched, at most ``MATCH_UNITS`` of
+    them (``unit_sample``) against every unit of the other: a derived layer's sampled units each
+    still find their twin, and the solver's cubic cost stays bounded on wide layers.
     """
-    sims = np.abs(a.astype(np.float32) @ b.astype(np.float32).T)
-    rows, cols = _max_assignment(sims)
+    if len(a) > len(b):
+        return match_units(b, a)
+    rows = unit_sample(len(a))
+    sims = np.abs(a[rows].astype(np.float32) @ b.astype(np.float32).T)
+    picked, cols = _max_assignment(sims)
     # A unit counts as matched to itself only with a nonzero cosine: zero rows (removed units)
     # tie with everything, and the solver would break those ties by index.
-    same = (rows == cols) & (sims[rows, cols] > 1e-3)
-    return float(sims[rows, cols].mean()), int(same.sum())
+    same = (rows[picked] == cols) & (sims[picked, cols] > 1e-3)
+    return float(sims[picked, cols].mean()), int(same.sum()), len(rows)
+
+
+def unit_sample(units: int, count: int = MATCH_UNITS) -> np.ndarray:
+    """Sorted indices of at most ``count`` of a layer's units, the same for every layer of that
+    width on every machine (all of them for narrower layers)."""
+    if units <= count:
+        return np.arange(units)
+    return np.sort(np.random.default_rng(units).choice(units, size=count, replace=False))
 
 
 def _max_assignment(sims: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -248,9 +269,12 @@ def _max_assignment(sims: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return linear_sum_assignment(-sims)
 
 
-def _aligned(a: list[Layer], b: list[Layer], pairs: list[tuple[int, int]], same: list[int]) -> tuple[float, list[int]]:
-    """Fraction of hidden units matched to their own index over same-shape paired layers, and the
-    count per such layer.
+def _aligned(
+    a: list[Layer], b: list[Layer], pairs: list[tuple[int, int]], same: list[tuple[int, int]]
+) -> tuple[float, list[int]]:
+    """Fraction of matched hidden units matched to their own index over same-shape paired layers,
+    and the count per such layer (``same``: per pair, units matched to their own index and units
+    matched).
 
     A model's last layer is left out: its units are the output classes, in a fixed order in every
     model of a task, so they line up whether or not the models are related.
@@ -258,11 +282,11 @@ def _aligned(a: list[Layer], b: list[Layer], pairs: list[tuple[int, int]], same:
     last_a, last_b = len(a) - 1, len(b) - 1
     fixed: list[int] = []
     total = 0
-    for (i, j), k in zip(pairs, same, strict=True):
+    for (i, j), (k, matched) in zip(pairs, same, strict=True):
         if i == last_a or j == last_b or a[i].shape_key() != b[j].shape_key() or a[i].units < 2:
             continue
         fixed.append(k)
-        total += a[i].units
+        total += matched
     return (sum(fixed) / total if total else 0.0), fixed
 
 
