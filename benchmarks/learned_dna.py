@@ -29,7 +29,7 @@ from progenitor.api import score_genes
 from progenitor.bench.metrics import roc_auc, tpr_at_fpr
 from progenitor.calibration import load_calibration
 from progenitor.learn.train import fit
-from progenitor.stats import cauchy_combination, fisher_z
+from progenitor.stats import NullModel, cauchy_combination, fisher_z
 from progenitor.verdict import gene_evidence, learned_evidence
 from progenitor.zoo.dna_dataset import ZooDNA
 
@@ -58,7 +58,7 @@ def log_p(ps: list[float]) -> float:
     return -math.log10(max(cauchy_combination(ps), 1e-300))
 
 
-def fused(gene_ps: list[list[float]], assessed: list[dict], null: list[float]) -> np.ndarray:
+def fused(gene_ps: list[list[float]], assessed: list[dict], null: NullModel | None) -> np.ndarray:
     """Per pair: the genes' p-values and the learned classifier's p-value in one Cauchy combination."""
     pairs = zip(gene_ps, assessed, strict=True)
     return np.array([log_p([*ps, learned_evidence(a, null)["p_value"]]) for ps, a in pairs])
@@ -112,7 +112,7 @@ def main() -> None:
         probs = np.array([a["probability"] for a in assessed])
         results[name] = {**metrics(probs, labels, kinds), "val_auc": fitted["val_auc"], "train_seconds": timings[name]}
         val_assessed = [bundle.assess(zoo.dna(p.source), zoo.dna(p.target)) for p in val]
-        results[f"fused:{name}"] = metrics(fused(test_ps, assessed, bundle.null_logits()), labels, kinds)
+        results[f"fused:{name}"] = metrics(fused(test_ps, assessed, bundle.null_model()), labels, kinds)
         results[f"val:fused:{name}"] = metrics(
             fused(val_ps, val_assessed, bundle.null_logits()), val_labels, [p.kind for p in val]
         )

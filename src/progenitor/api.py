@@ -230,7 +230,7 @@ def compare_many(
         used = min(ACCESS_LEVELS.index(src.access), ACCESS_LEVELS.index(tgt.access))
         learned_entry = None
         if bundle is not None:
-            learned_entry = learned_evidence(bundle.assess(src, tgt), bundle.null_logits())
+            learned_entry = learned_evidence(bundle.assess(src, tgt), bundle.null_model())
         results.append(
             decide(
                 _name(source, src),

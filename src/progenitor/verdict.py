@@ -30,7 +30,7 @@ from typing import Any, Literal
 
 from progenitor.calibration import Calibration
 from progenitor.genes import GeneScore, get_gene
-from progenitor.stats import NullModel, cauchy_combination, clustered_null, fisher_z, predictive_p_value, sigmoid
+from progenitor.stats import NullModel, cauchy_combination, clustered_null, fisher_z, sigmoid
 
 Verdict = Literal["derived", "unrelated", "inconclusive"]
 DEFAULT_ALPHA = 0.01
@@ -120,12 +120,13 @@ def combined_p_value(evidence: dict[str, dict[str, Any]]) -> float | None:
     return cauchy_combination(ps) if ps else None
 
 
-def learned_evidence(learned: dict[str, Any], null_logits: list[float]) -> dict[str, Any]:
-    """The learned classifier's output as an evidence entry with a p-value against its null."""
+def learned_evidence(learned: dict[str, Any], null: NullModel | None) -> dict[str, Any]:
+    """The learned classifier's output as an evidence entry with a p-value against its null
+    (``LearnedDNA.null_model()``: the Student-t predictive null of independent pairs' logits)."""
     entry = {k: round(float(v), 6) for k, v in learned.items()}
-    if len(null_logits) >= 3:
-        entry["p_value"] = float(f"{predictive_p_value(learned['logit'], null_logits):.6g}")
-        entry["null_n"] = len(null_logits)
+    if null is not None:
+        entry["p_value"] = float(f"{null.p_value(learned['logit']):.6g}")
+        entry["null_n"] = null.n
         entry["null_from"] = "learned DNA validation split (independent pairs)"
     else:
         entry["p_value"] = None

@@ -196,7 +196,7 @@ def relate(
 
     scores = score_genes(source, target)
     level = min(ACCESS_LEVELS.index(source.access), ACCESS_LEVELS.index(target.access))
-    learned = None if bundle is None else learned_evidence(bundle.assess(source, target), bundle.null_logits())
+    learned = None if bundle is None else learned_evidence(bundle.assess(source, target), bundle.null_model())
     result = decide(names[0], names[1], ACCESS_LEVELS[level], scores, calibration, alpha, None, learned)
     return relation_of(result, source, target)
 

@@ -30,6 +30,7 @@ from progenitor.errors import ProgenitorError
 from progenitor.learn.classifier import ProvenanceClassifier
 from progenitor.learn.generator import DNAGenerator
 from progenitor.learn.inputs import moments_input, stack_inputs
+from progenitor.stats import NullModel, clustered_null
 
 BUNDLE_FORMAT = "progenitor-learned-dna"
 BUNDLE_VERSION = 1
@@ -44,6 +45,7 @@ class LearnedDNA:
     config: dict[str, Any] = field(default_factory=dict)
     # Each DNA's embedding and moments, kept while the DNA lives (``_encoded``).
     _memo: per_object = field(init=False, repr=False, compare=False)
+    _null: tuple[Any, NullModel | None] | None = field(default=None, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         self._memo = per_object(self._encode)
@@ -62,14 +64,14 @@ class LearnedDNA:
     def embed(self, dnas: list[DNA]) -> np.ndarray:
         """DNA vectors ``(n, dim)`` for DNAs (from their genes; nothing is re-extracted)."""
         blocks, masks = _tensors(dnas)
-        self.generator.eval()
+        _inference(self.generator)
         with torch.no_grad():
             return self.generator(blocks, masks).numpy()
 
     def assess(self, source: DNA, target: DNA) -> dict[str, float]:
         """Calibrated P(target derived from source), its logit, and the relation/direction parts."""
         (u, s_moments, s_has), (v, t_moments, t_has) = self._encoded(source), self._encoded(target)
-        self.classifier.eval()
+        _inference(self.classifier)
         with torch.no_grad():
             rel, direc = self.classifier(u, v, s_moments, t_moments, s_has * t_has)
             p = torch.sigmoid(rel) * torch.sigmoid(direc)
@@ -94,13 +96,23 @@ class LearnedDNA:
             return (torch.from_numpy(np.asarray(dna.vector, np.float32)[None]),
                     torch.from_numpy(moments[None]), torch.tensor([has], dtype=torch.float32))
         blocks, masks = _tensors([dna])
-        self.generator.eval()
+        _inference(self.generator)
         with torch.no_grad():
             return self.generator(blocks, masks), blocks["moments"], masks["moments"]
 
     def null_logits(self) -> list[float]:
         """Logits of independent pairs on the validation split (the learned evidence's null)."""
         return list(self.config.get("null_logits", []))
+
+    def null_model(self) -> NullModel | None:
+        """The Student-t predictive null of ``null_logits`` (None with fewer than 3), summarised
+        once: every verdict that fuses the classifier asks for it."""
+        logits = self.config.get("null_logits", [])
+        # Keyed by the list object itself (held, so its identity cannot be reused): training
+        # replaces the list when it sets a new null.
+        if self._null is None or self._null[0] is not logits:
+            self._null = (logits, clustered_null(logits) if len(logits) >= 3 else None)
+        return self._null[1]
 
     def save(self, out: str | Path, card: str = "") -> Path:
         """Write the directory (weights, manifest with file hash, model card)."""
@@ -117,6 +129,13 @@ class LearnedDNA:
         write_atomic(out / "manifest.json", json.dumps(manifest, indent=1, sort_keys=True) + "\n")
         write_atomic(out / "MODEL_CARD.md", card or _card(manifest))
         return out
+
+
+def _inference(module: torch.nn.Module) -> None:
+    """Put ``module`` in eval mode (dropout off) unless it is already: ``Module.eval()`` walks
+    every submodule, which a search assessing thousands of pairs would pay each time."""
+    if module.training:
+        module.eval()
 
 
 def _tensors(dnas: list[DNA]) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
