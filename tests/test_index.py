@@ -439,11 +439,11 @@ def test_tree_roots_a_family_at_the_model_whose_unit_order_the_family_shares() -
     def relate_fn(a: Member, b: Member) -> Relation:
         pair = {a.name, b.name}
         if pair == {"copy", "original"}:
-            return Relation("derived", 1.0, 1e-12, 18.0, unaligned=True)
+            return Relation("derived", 1.0, 1e-12, 18.0, permuted=True)
         # Permutation-invariant genes: the copy is as close to everyone as the original is.
         same_order = ("copy-ft" in pair) == ("copy" in pair)
         strength = 8.0 + (0.01 if "copy" in pair else 0.0)
-        return Relation("derived", 1.0, 1e-9, strength, aligned=float(same_order), unaligned=not same_order)
+        return Relation("derived", 1.0, 1e-9, strength, aligned=float(same_order), permuted=not same_order)
 
     members = [Member(n, dna[n], order=i) for i, n in enumerate(names)]
     tree = build_tree(members, relate_fn=relate_fn, order_prior=0.0, learned=False)
@@ -649,9 +649,9 @@ def test_a_permuted_copy_is_not_the_parent_of_a_fine_tune_of_the_original(reg) -
     dna = {e.name: reg.dna(e.name) for e in reg.entries()}
     cal = pg.load_calibration()
     copy_rel = relate(dna["parent"], dna["permuted"], cal, 0.01)
-    assert copy_rel.verdict == "derived" and copy_rel.aligned < 0.5 and not copy_rel.unaligned_change
+    assert copy_rel.verdict == "derived" and copy_rel.permuted and not copy_rel.unaligned_change
     to_parent = relate(dna["parent"], dna["fine-tuned"], cal, 0.01)
-    assert to_parent.aligned == 1.0 and not to_parent.unaligned_change
+    assert to_parent.aligned == 1.0 and to_parent.permuted is False and not to_parent.unaligned_change
     to_copy = relate(dna["permuted"], dna["fine-tuned"], cal, 0.01)
     assert to_copy.verdict == "derived" and to_copy.unaligned_change
     assert not parent_eligible(to_copy, 0.9, dna["permuted"], dna["fine-tuned"])

@@ -14,8 +14,9 @@ Shared by parent search and lineage trees, so both rank candidate parents the sa
   aligned with its parent; a permuted copy of the parent has the same (permutation-invariant)
   genes but is not aligned, so alignment tells the model a child was made from apart from its
   exact copies;
-* an **unaligned change** (``unaligned_change``): the two models' hidden units are not aligned
-  (``aligned`` below ``ALIGNED_MIN`` over same-shape layers) and their outputs differ
+* an **unaligned change** (``unaligned_change``): the two models' hidden units are permuted
+  relative to each other (``permuted``: fewer than half of their same-shape layers hold
+  ``IN_ORDER`` units in place) and their outputs differ
   (``output_logits`` below ``SAME_FUNCTION``). One model would be the other permuted *and*
   changed in a single step; a permuted copy computes the same function, and what is made from
   it afterwards is aligned with it. So such a pair is two relatives that meet at an ancestor
@@ -58,9 +59,11 @@ COPY_BONUS = 10.0  # chosen on the standard zoo's validation families (see BENCH
 # parents hold all, a sibling one light fine-tune away up to 98% within rounding and 22% exactly).
 LOSSY_MATCH = 0.99
 PRUNED_MATCH = 0.5
-# Below this share of hidden units in place, two models' units went through a permutation; at or
-# above this output similarity the two compute the same function (a permuted copy, an export).
-ALIGNED_MIN = 0.5
+# Two models' units went through a permutation when fewer than this share of their layers hold
+# IN_ORDER units or more at their own index (1/5! < 0.01: more than chance); at or above
+# SAME_FUNCTION output similarity the two compute the same function (a permuted copy, an export).
+IN_ORDER_SHARE = 0.5
+IN_ORDER = 5
 SAME_FUNCTION = 0.999
 
 
@@ -76,7 +79,7 @@ class Relation:
     aligned: float = 0.0
     copied: float = 0.0
     copied_exact: float = 0.0
-    unaligned: bool = False
+    permuted: bool | None = None
     unaligned_change: bool = False
 
     def to_json(self) -> dict[str, Any]:
@@ -89,7 +92,7 @@ class Relation:
             "aligned": round(self.aligned, 4),
             "copied": round(self.copied, 4),
             "copied_exact": round(self.copied_exact, 4),
-            "unaligned": self.unaligned,
+            "permuted": self.permuted,
             "unaligned_change": self.unaligned_change,
         }
 
@@ -111,16 +114,23 @@ def aligned_of(evidence: dict[str, Any]) -> float:
     return float((gene.get("details") or {}).get("aligned", 0.0))
 
 
-def unaligned_of(evidence: dict[str, Any]) -> tuple[bool, bool]:
-    """From a Comparison's ``evidence``: whether the two models' hidden units are out of place
-    (``weight_sketch``'s ``aligned`` below ``ALIGNED_MIN`` where same-shape layers were
-    compared; False without such layers), and whether, besides, their outputs differ
-    (``output_logits`` below ``SAME_FUNCTION``; False without that gene)."""
+def unaligned_of(evidence: dict[str, Any]) -> tuple[bool | None, bool]:
+    """From a Comparison's ``evidence``: whether the two models' hidden units are permuted
+    relative to each other (fewer than half of the same-shape layers ``weight_sketch`` compared
+    hold ``IN_ORDER`` units at their own index or more; None without such layers), and whether
+    they are and their outputs differ as well (``output_logits`` below ``SAME_FUNCTION``).
+
+    Counted per layer rather than per unit: heavy noise and retraining leave a third of a layer's
+    units in place, far more than chance, while a permuted copy leaves a handful (and a ViT whose
+    residual stream was not permuted, one layer).
+    """
     genes = evidence.get("genes", {})
-    details = (genes.get("weight_sketch") or {}).get("details") or {}
-    unaligned = bool(details.get("fixed_points")) and float(details.get("aligned", 0.0)) < ALIGNED_MIN
+    fixed = ((genes.get("weight_sketch") or {}).get("details") or {}).get("fixed_points") or []
+    if not fixed:
+        return None, False
+    permuted = sum(k >= IN_ORDER for k in fixed) < IN_ORDER_SHARE * len(fixed)
     logits = genes.get("output_logits") or {}
-    return unaligned, unaligned and "similarity" in logits and float(logits["similarity"]) < SAME_FUNCTION
+    return permuted, permuted and "similarity" in logits and float(logits["similarity"]) < SAME_FUNCTION
 
 
 def relation_of(comparison: Comparison, source: DNA, target: DNA) -> Relation:

@@ -60,7 +60,6 @@ from progenitor.calibration import Calibration, load_calibration
 from progenitor.dna import DNA
 from progenitor.errors import ProgenitorError
 from progenitor.index._relate import (
-    ALIGNED_MIN,
     Relation,
     edge_cost,
     learned_bundle,
@@ -453,7 +452,7 @@ def build_tree(
         order = np.sign(members[j].order - members[i].order)
         doubt = 1.0 - abs(2.0 * p - 1.0)  # the priors speak where the signal cannot tell
         prior = centrality * (central[i] - central[j])
-        if rel.unaligned:
+        if rel.permuted:
             prior += PERMUTATION_PARSIMONY * (in_order[i] - in_order[j])
         return sigmoid(logit(p) + doubt * prior + order_prior * float(order))
 
@@ -571,21 +570,21 @@ def _centrality(family: list[int], plausible: dict[tuple[int, int], Relation]) -
 
 def _in_order(n: int, plausible: dict[tuple[int, int], Relation]) -> np.ndarray:
     """Per model: the share of its plausible relatives whose hidden units it holds in the same
-    order (``aligned`` at least ``ALIGNED_MIN``), among those where alignment could be measured;
-    0.5 where it never could.
+    order (``Relation.permuted`` False), among those where that could be told; 0.5 where it
+    never could.
 
     Of a model and its permuted copy, the original is the one whose unit order the rest of the
     family shares: its other derivations keep its order, and only the copy's own descendants
     keep the copy's. Naming the original the parent asks for one permutation; the reverse asks
     for the permutation to have happened before every other derivation of the family.
     """
-    aligned, known = np.zeros(n), np.zeros(n)
+    same, known = np.zeros(n), np.zeros(n)
     for (i, j), rel in plausible.items():
-        if rel.unaligned or rel.aligned >= ALIGNED_MIN:
+        if rel.permuted is not None:
             for k in (i, j):
                 known[k] += 1
-                aligned[k] += not rel.unaligned
-    return np.divide(aligned, known, out=np.full(n, 0.5), where=known > 0)
+                same[k] += not rel.permuted
+    return np.divide(same, known, out=np.full(n, 0.5), where=known > 0)
 
 
 def _prefer_ancestors(
