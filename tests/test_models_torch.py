@@ -61,6 +61,45 @@ def test_features_of_the_first_rows_only(family, probes_array) -> None:
     assert all(not m._forward_hooks for m in family.parent.modules())
 
 
+def test_selected_features_only_and_equal_to_the_full_record(probes_array) -> None:
+    """With ``select``, only the picked features are recorded (a reused module's second call
+    included) and they equal the full record's; the selection sees every feature's width."""
+
+    class Reuse(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.a, self.b, self.act = torch.nn.Linear(64, 16), torch.nn.Linear(16, 8), torch.nn.ReLU()
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.b(self.act(self.a(x.flatten(1)))).relu() + self.act(self.b(self.act(self.a(x.flatten(1)))))
+
+    torch.manual_seed(0)
+    model = pg.load(Reuse().eval(), input_shape=(1, 8, 8))
+    seen = []
+
+    def select(widths: list[tuple[str, int]]) -> list[str]:
+        seen.extend(widths)
+        return ["act#3", "b"]
+
+    outputs, picked = model.forward_and_features(probes_array, None, select)
+    _, full = model.forward_and_features(probes_array)
+    assert ("a", 16) in seen and ("act#3", 8) in seen and len(seen) == len(full) == 7
+    assert set(picked) == {"act#3", "b"}
+    for key in picked:
+        np.testing.assert_array_equal(picked[key], full[key])
+    np.testing.assert_allclose(outputs, model.forward(probes_array), rtol=1e-6)
+
+
+def test_extract_records_only_the_features_genes_read(family, probes_array) -> None:
+    """The feature gene's layers, and so the DNA, are those of a full record."""
+    from progenitor.genes import get_gene
+
+    dna = pg.extract(family.parent, probes=probes_array, input_shape=(1, 8, 8), learned=False)
+    full = pg.load(family.parent, input_shape=(1, 8, 8)).features(probes_array[:128])
+    names = get_gene("feature_cka").select_features([(k, v.shape[1]) for k, v in full.items()])
+    assert dna.genes["feature_cka"].meta["layers"] == names
+
+
 def test_hooks_removed_even_on_error(family) -> None:
     model = pg.load(family.parent)
     with pytest.raises(ProbeError, match="does not fit"):

@@ -75,6 +75,8 @@ def extract(
     obs.want_features = bool(readers)
     if readers and all(g.feature_rows is not None for g in readers):
         obs.feature_rows = max(g.feature_rows for g in readers)  # type: ignore[type-var]
+    if readers and all(g.select_features([]) is not None for g in readers):
+        obs.feature_select = _union_of_selections(readers)
     values, versions = {}, {}
     with single_blas():
         for gene in selected:
@@ -96,6 +98,16 @@ def extract(
         dna.vector = bundle.embed([dna])[0]
         dna.vector_spec = bundle.spec
     return dna
+
+
+def _union_of_selections(readers: Sequence[Any]) -> Callable[[list[tuple[str, int]]], list[str]]:
+    """The features any of ``readers`` selects, in forward order."""
+
+    def select(widths: list[tuple[str, int]]) -> list[str]:
+        chosen = {name for gene in readers for name in gene.select_features(widths) or ()}
+        return [name for name, _ in widths if name in chosen]
+
+    return select
 
 
 def resolve_learned(learned: Any) -> Any:

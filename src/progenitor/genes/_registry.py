@@ -67,6 +67,13 @@ class Gene(ABC):
     # Whether a copy with its hidden units permuted (the same function) scores as the original.
     permutation_invariant: ClassVar[bool] = True
 
+    @classmethod
+    def select_features(cls, widths: list[tuple[str, int]]) -> list[str] | None:  # noqa: ARG003 - for overrides
+        """Of the hidden features a model records, in forward order with their widths, the names
+        this gene reads (None: all). Models that can record only some of them (hooked torch
+        modules) then record no others. Selecting again from the selection must give it back."""
+        return None
+
     @abstractmethod
     def extract(self, obs: Observation) -> GeneValue:
         """Measure the gene; raise GeneNotApplicable when the model has nothing to measure."""

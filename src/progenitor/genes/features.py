@@ -22,10 +22,15 @@ MAX_PROBES = 128
 
 
 def centred_kernel(x: np.ndarray) -> np.ndarray:
-    """Unit-Frobenius-norm Gram of column-centred activations (probe x probe)."""
-    x = x.astype(np.float64)
-    x = x - x.mean(axis=0, keepdims=True)
-    k = x @ x.T
+    """Unit-Frobenius-norm Gram of column-centred activations (probe x probe).
+
+    The Gram is multiplied in float32 (the kernel is stored as float32; a float64 product agrees
+    to about one unit in the last place and costs five times as long), the means and the norm are
+    taken in float64.
+    """
+    x = x.astype(np.float32)
+    x = x - x.mean(axis=0, keepdims=True, dtype=np.float64).astype(np.float32)
+    k = (x @ x.T).astype(np.float64)
     norm = np.linalg.norm(k)
     return k / norm if norm > 0 else k
 
@@ -54,13 +59,23 @@ class FeatureCKA(Gene):
     description: ClassVar[str] = "linear CKA of hidden representations on the probes (REEF-like)"
     feature_rows: ClassVar[int | None] = MAX_PROBES
 
+    @classmethod
+    def select_features(cls, widths: list[tuple[str, int]]) -> list[str]:
+        """Up to ``MAX_LAYERS`` features wider than one, evenly spread over the forward order (all
+        of them when there are no more: so selecting from a selection gives it back)."""
+        wide = [name for name, width in widths if width > 1]
+        if not wide:
+            return []
+        picks = np.unique(np.linspace(0, len(wide) - 1, min(MAX_LAYERS, len(wide))).round().astype(int))
+        return [wide[p] for p in picks]
+
     def extract(self, obs: Observation) -> GeneValue:
-        feats = [(k, v[:MAX_PROBES]) for k, v in obs.features.items() if v.ndim == 2 and v.shape[1] > 1]
-        if not feats:
+        feats = {k: v[:MAX_PROBES] for k, v in obs.features.items() if v.ndim == 2}
+        names = self.select_features([(k, v.shape[1]) for k, v in feats.items()])
+        if not names:
             raise GeneNotApplicable("no hidden features")
-        picks = np.unique(np.linspace(0, len(feats) - 1, min(MAX_LAYERS, len(feats))).round().astype(int))
-        arrays = {f"kernel{i}": upper_triangle(centred_kernel(feats[p][1]), diagonal=True) for i, p in enumerate(picks)}
-        return GeneValue(arrays, {"layers": [feats[p][0] for p in picks], "n": len(feats[0][1])})
+        arrays = {f"kernel{i}": upper_triangle(centred_kernel(feats[k]), diagonal=True) for i, k in enumerate(names)}
+        return GeneValue(arrays, {"layers": names, "n": len(feats[names[0]])})
 
     def compare(self, a: GeneValue, b: GeneValue) -> GeneScore:
         if a.meta["n"] != b.meta["n"]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import cached_property
 
 import numpy as np
@@ -19,8 +20,10 @@ class Observation:
         self.data = data  # a sample of the model's training data, when the user gives one
         # Set by extract when a gene will read features: outputs then come from the same pass.
         self.want_features = False
-        # Set by extract too: the genes that read features use only the first this many probes.
+        # Set by extract too: the genes that read features use only the first this many probes,
+        # and only the features this selects (``Gene.select_features``; None: all).
         self.feature_rows: int | None = None
+        self.feature_select: Callable[[list[tuple[str, int]]], list[str]] | None = None
         if probes is not None and model.can("forward"):
             check_fits(probes, model)
 
@@ -32,7 +35,7 @@ class Observation:
     @cached_property
     def _outputs_and_features(self) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         assert self.probes is not None
-        return self.model.forward_and_features(self.probes.batch(), self.feature_rows)
+        return self.model.forward_and_features(self.probes.batch(), self.feature_rows, self.feature_select)
 
     @cached_property
     def outputs(self) -> np.ndarray:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 from abc import ABC
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -83,10 +84,15 @@ class Model(ABC):
         raise AccessError(f"{self.ref}: the {self.format} format gives no hidden features")
 
     def forward_and_features(
-        self, batch: Batch, feature_rows: int | None = None
+        self,
+        batch: Batch,
+        feature_rows: int | None = None,
+        select: Callable[[list[tuple[str, int]]], list[str]] | None = None,  # noqa: ARG002 - for overrides
     ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         """Outputs for the batch and features of its first ``feature_rows`` samples (all when
-        None); formats that can get both in one pass override it."""
+        None); formats that can get both in one pass override it, and those that can record only
+        some features record only those ``select`` picks from (name, width) in forward order
+        (others return all of them)."""
         return self.forward(batch), self.features(batch if feature_rows is None else batch[:feature_rows])
 
     def n_params(self) -> int | None:

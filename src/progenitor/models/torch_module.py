@@ -7,7 +7,7 @@ and modules handed to ``progenitor.load`` directly.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -110,18 +110,23 @@ class TorchModuleModel(Model):
         return self.forward_and_features(batch)[1]
 
     def forward_and_features(
-        self, batch: Batch, feature_rows: int | None = None
+        self,
+        batch: Batch,
+        feature_rows: int | None = None,
+        select: Callable[[list[tuple[str, int]]], list[str]] | None = None,
     ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         """Outputs for the batch and hidden features of its first ``feature_rows`` samples (all
-        when None), each sample passed once.
+        when None), each sample passed once; only the features ``select`` picks (from their names
+        and widths in forward order, found by passing the first sample alone) when given.
 
-        Samples past ``feature_rows`` run without hooks: recording every layer costs time, and
-        hooks turn off fused fast paths (e.g. PyTorch's transformer encoder layers).
+        Samples past ``feature_rows`` run without hooks, and only the selected modules get one:
+        recording a layer costs time (pooling, copying), and hooks turn off fused fast paths
+        (e.g. PyTorch's transformer encoder layers).
         """
         if "features" not in self.capabilities:
-            return super().forward_and_features(batch, feature_rows)
+            return super().forward_and_features(batch, feature_rows, select)
         if feature_rows is not None and feature_rows < len(batch):
-            head, feats = self.forward_and_features(batch[:feature_rows])
+            head, feats = self.forward_and_features(batch[:feature_rows], None, select)
             return np.concatenate([head, self.forward(batch[feature_rows:])]), feats
         assert self.module is not None
         names = [
@@ -129,10 +134,22 @@ class TorchModuleModel(Model):
             for name, mod in self.module.named_modules()
             if name and not list(mod.children()) and not isinstance(mod, _SKIP_FEATURES)
         ]
+        wanted = None
+        if select is not None and len(batch):
+            first = self._record(batch[:1], names, None)[1]
+            wanted = set(select([(key, value.shape[1]) for key, value in first.items()]))
+            names = [n for n in names if any(key.split("#")[0] == n for key in wanted)]
+        return self._record(batch, names, wanted)
+
+    def _record(
+        self, batch: Batch, names: list[str], wanted: set[str] | None
+    ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        """One pass over the batch with hooks on ``names``, keeping the outputs keyed in
+        ``wanted`` (all when None)."""
         collected: dict[str, list[np.ndarray]] = {}
         calls: dict[str, int] = {}
         outs = []
-        with torch.no_grad(), _hooks(self.module, names, collected, calls):
+        with torch.no_grad(), _hooks(self.module, names, collected, calls, wanted):
             for x in self._batches(batch):
                 calls.clear()
                 outs.append(_flatten_outputs(self._run(x, tuple(x.shape[1:]))).float().numpy())
@@ -142,9 +159,14 @@ class TorchModuleModel(Model):
 
 @contextlib.contextmanager
 def _hooks(
-    module: torch.nn.Module, names: list[str], sink: dict[str, list[np.ndarray]], calls: dict[str, int]
+    module: torch.nn.Module,
+    names: list[str],
+    sink: dict[str, list[np.ndarray]],
+    calls: dict[str, int],
+    wanted: set[str] | None = None,
 ) -> Iterator[None]:
-    """Forward hooks on the named submodules that record flattened outputs; always removed.
+    """Forward hooks on the named submodules that record flattened outputs (those keyed in
+    ``wanted`` only, when given); always removed.
 
     A module called more than once per forward pass (one ReLU object reused) records each call
     separately (``name``, ``name#2``, ...), counted per batch in ``calls``.
@@ -157,6 +179,8 @@ def _hooks(
             def hook(_mod: torch.nn.Module, _inp: Any, out: Any, name: str = name) -> None:
                 calls[name] = calls.get(name, 0) + 1
                 key = name if calls[name] == 1 else f"{name}#{calls[name]}"
+                if wanted is not None and key not in wanted:
+                    return
                 with contextlib.suppress(ProbeError):
                     first = out if isinstance(out, torch.Tensor) else None
                     flat = _flatten_outputs(_pooled(first) if first is not None else out)
