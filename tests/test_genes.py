@@ -122,6 +122,20 @@ def test_wide_layers_match_a_sample_of_units() -> None:
     assert match_units(a[:50], a)[2] == 50 and match_units(a, a[:50])[2] == 50
 
 
+def test_precision_cue_of_large_tensors_reads_whole_rows() -> None:
+    """Past PRECISION_SAMPLE values the cue reads evenly spaced whole rows: a float32 tensor
+    still repeats nothing, an int8 copy (a grid per row) and a float16 copy still show."""
+    from progenitor.genes.weights import PRECISION_SAMPLE, layer_precision
+
+    w = np.random.default_rng(0).standard_normal((4096, 512)).astype(np.float32)
+    assert w.size > PRECISION_SAMPLE
+    step = np.abs(w).max(axis=1, keepdims=True) / 127
+    int8 = (np.round(w / step) * step).astype(np.float32)
+    assert layer_precision(w)[1] < 0.05 and layer_precision(w)[0] < 0.01
+    assert layer_precision(int8)[1] > 0.3
+    assert layer_precision(w.astype(np.float16).astype(np.float32))[0] == 1.0
+
+
 def test_pair_layers_explicit() -> None:
     a = [
         Layer("c1", "conv", 16, (1, 9), 0.0),
