@@ -94,8 +94,8 @@ def test_generator_output_is_unit_and_ignores_absent_blocks() -> None:
 
 
 @pytest.fixture(scope="module")
-def trained(family, probes_array, tmp_path_factory):
-    """A tiny LearnedDNA fitted on the digits family: two parents' lineages vs independents."""
+def training_set(family, probes_array):
+    """The digits family as a TrainingSet: two parents' lineages vs independents."""
     import families
 
     models = [family.parent, *family.children.values(), *family.independents]
@@ -110,10 +110,35 @@ def trained(family, probes_array, tmp_path_factory):
     rows = [(0, c, True, True) for c in range(1, 5)] + [(5, 11, True, True), (5, 12, True, True)]
     rows += [(a, b, False, False) for a in (0, 5, 6, 7) for b in range(5, 11) if a != b and fams[a] != fams[b]]
     val = [(6, 13, True, True), (6, 14, True, True), (6, 8, False, False), (6, 9, False, False), (6, 10, False, False)]
-    data = TrainingSet(dnas, fams, {"train": Pairs.of(rows), "val": Pairs.of(val)})
+    return TrainingSet(dnas, fams, {"train": Pairs.of(rows), "val": Pairs.of(val)}), dnas
+
+
+@pytest.fixture(scope="module")
+def trained(training_set, tmp_path_factory):
+    """A tiny LearnedDNA fitted on the digits family."""
+    data, dnas = training_set
     torch.set_num_threads(1)
     bundle, metrics = fit(data, {"epochs": 60, "eval_every": 10, "seed": 0})
     return bundle, metrics, dnas, tmp_path_factory.mktemp("learned")
+
+
+def test_training_is_deterministic_on_two_threads(training_set) -> None:
+    """Same seed and thread count, same weights (the CLI pins 2 threads); torch's setting is
+    restored."""
+    data, _ = training_set
+    # Many (repeated) pairs: the thread-dependent accumulation only shows on large batches.
+    train = data.pairs["train"]
+    many = Pairs(*(np.tile(a, 400) for a in (train.source, train.target, train.derived, train.related)))
+    data = TrainingSet(data.dnas, data.families, {**data.pairs, "train": many})
+    states = []
+    for threads in (2, 2):
+        torch.set_num_threads(threads)
+        bundle, _ = fit(data, {"epochs": 5, "eval_every": 5, "seed": 0})
+        states.append({**bundle.generator.state_dict(), **bundle.classifier.state_dict()})
+    torch.set_num_threads(1)
+    for state in states[1:]:
+        assert all(torch.equal(state[k], states[0][k]) for k in states[0])
+    assert not torch.are_deterministic_algorithms_enabled()
 
 
 def test_training_separates_derived_from_independent(trained) -> None:

@@ -11,8 +11,9 @@ kept as the null of the learned evidence.
 
 from __future__ import annotations
 
+import contextlib
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -176,8 +177,28 @@ def fit(
     """Train a LearnedDNA on ``data.pairs["train"]``, select and calibrate on ``data.pairs["val"]``.
 
     Returns the bundle and a metrics dict (validation AUC of the selected epoch, temperature,
-    epochs). Deterministic for a seed and thread count.
+    epochs). Deterministic for a seed: torch's deterministic algorithms are on while it trains
+    (the backward of indexing with repeated indices accumulates in a thread-dependent order
+    otherwise, and two runs on 2 threads gave different weights).
     """
+    with _deterministic():
+        return _fit(data, config, progress)
+
+
+@contextlib.contextmanager
+def _deterministic() -> Iterator[None]:
+    """torch's deterministic algorithms on, and the previous setting restored after."""
+    previous = torch.are_deterministic_algorithms_enabled()
+    torch.use_deterministic_algorithms(True)
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(previous)
+
+
+def _fit(
+    data: TrainingSet, config: dict[str, Any] | None, progress: Callable[[int, int, float], None] | None
+) -> tuple[LearnedDNA, dict[str, Any]]:
     cfg = {**DEFAULTS, **(config or {})}
     torch.manual_seed(cfg["seed"])
     bundle = build(cfg)
