@@ -192,7 +192,7 @@ class WeightSketch(Gene):
             raise GeneNotApplicable("no weight matrices of compatible kind to pair")
         matches = [match_units(a.arrays[f"units{i}"], b.arrays[f"units{j}"]) for i, j in pairs]
         scores = [cosine for cosine, _, _ in matches]
-        aligned, fixed = _aligned(layers_a, layers_b, pairs, [(same, n) for _, same, n in matches])
+        aligned, fixed, matched = _aligned(layers_a, layers_b, pairs, [(same, n) for _, same, n in matches])
         alignment_p = float(f"{alignment_p_value(fixed):.6g}")
         detail = [
             {
@@ -212,6 +212,7 @@ class WeightSketch(Gene):
                 "max": round(max(scores), 4),
                 "aligned": round(aligned, 4),
                 "fixed_points": fixed,
+                "matched_units": matched,
                 "alignment_p": alignment_p,
                 "layers": detail,
             },
@@ -271,23 +272,24 @@ def _max_assignment(sims: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 def _aligned(
     a: list[Layer], b: list[Layer], pairs: list[tuple[int, int]], same: list[tuple[int, int]]
-) -> tuple[float, list[int]]:
+) -> tuple[float, list[int], list[int]]:
     """Fraction of matched hidden units matched to their own index over same-shape paired layers,
-    and the count per such layer (``same``: per pair, units matched to their own index and units
-    matched).
+    and per such layer that count and the units matched (``same``: per pair, units matched to
+    their own index and units matched).
 
     A model's last layer is left out: its units are the output classes, in a fixed order in every
     model of a task, so they line up whether or not the models are related.
     """
     last_a, last_b = len(a) - 1, len(b) - 1
     fixed: list[int] = []
-    total = 0
-    for (i, j), (k, matched) in zip(pairs, same, strict=True):
+    matched: list[int] = []
+    for (i, j), (k, n) in zip(pairs, same, strict=True):
         if i == last_a or j == last_b or a[i].shape_key() != b[j].shape_key() or a[i].units < 2:
             continue
         fixed.append(k)
-        total += matched
-    return (sum(fixed) / total if total else 0.0), fixed
+        matched.append(n)
+    total = sum(matched)
+    return (sum(fixed) / total if total else 0.0), fixed, matched
 
 
 def alignment_p_value(fixed_points: list[int]) -> float:

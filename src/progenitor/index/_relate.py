@@ -114,7 +114,7 @@ def aligned_of(evidence: dict[str, Any]) -> float:
     return float((gene.get("details") or {}).get("aligned", 0.0))
 
 
-def unaligned_of(evidence: dict[str, Any]) -> tuple[bool | None, bool]:
+def permutation_of(evidence: dict[str, Any]) -> tuple[bool | None, bool]:
     """From a Comparison's ``evidence``: whether the two models' hidden units are permuted
     relative to each other (fewer than half of the same-shape layers ``weight_sketch`` compared
     hold ``IN_ORDER`` units at their own index or more; None without such layers), and whether
@@ -125,10 +125,14 @@ def unaligned_of(evidence: dict[str, Any]) -> tuple[bool | None, bool]:
     residual stream was not permuted, one layer).
     """
     genes = evidence.get("genes", {})
-    fixed = ((genes.get("weight_sketch") or {}).get("details") or {}).get("fixed_points") or []
+    details = (genes.get("weight_sketch") or {}).get("details") or {}
+    fixed = details.get("fixed_points") or []
     if not fixed:
         return None, False
-    permuted = sum(k >= IN_ORDER for k in fixed) < IN_ORDER_SHARE * len(fixed)
+    # A layer narrower than IN_ORDER units is in order when all of them are.
+    matched = details.get("matched_units") or [IN_ORDER] * len(fixed)
+    in_order = sum(k >= min(IN_ORDER, n) for k, n in zip(fixed, matched, strict=True))
+    permuted = in_order < IN_ORDER_SHARE * len(fixed)
     logits = genes.get("output_logits") or {}
     return permuted, permuted and "similarity" in logits and float(logits["similarity"]) < SAME_FUNCTION
 
@@ -138,7 +142,7 @@ def relation_of(comparison: Comparison, source: DNA, target: DNA) -> Relation:
     evidence = comparison.evidence
     return Relation(
         comparison.verdict, comparison.probability, comparison.p_value, strength_of(evidence), comparison,
-        aligned_of(evidence), *copied_of(source, target), *unaligned_of(evidence),
+        aligned_of(evidence), *copied_of(source, target), *permutation_of(evidence),
     )
 
 
