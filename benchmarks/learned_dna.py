@@ -114,7 +114,7 @@ def main() -> None:
         val_assessed = [bundle.assess(zoo.dna(p.source), zoo.dna(p.target)) for p in val]
         results[f"fused:{name}"] = metrics(fused(test_ps, assessed, bundle.null_model()), labels, kinds)
         results[f"val:fused:{name}"] = metrics(
-            fused(val_ps, val_assessed, bundle.null_logits()), val_labels, [p.kind for p in val]
+            fused(val_ps, val_assessed, bundle.null_model()), val_labels, [p.kind for p in val]
         )
         print(name, results[name]["auc"], results[f"fused:{name}"]["auc"], flush=True)
     Path(args.out).write_text(
