@@ -9,6 +9,7 @@ split ships with the package.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 from collections.abc import Iterable
@@ -110,7 +111,23 @@ class Calibration:
 
 
 def load_calibration(path: str | Path | None = None) -> Calibration:
-    """Read a calibration file, or the one shipped with the package when ``path`` is None."""
+    """Read a calibration file, or the one shipped with the package when ``path`` is None.
+
+    The shipped one is read once per process and shared (treat it as read-only): every
+    ``compare`` without a calibration asks for it, and parsing it and rebuilding its null models
+    cost twice as much as the comparison itself.
+    """
+    if path is None:
+        return _shipped_calibration()
+    return _read_calibration(path)
+
+
+@functools.cache
+def _shipped_calibration() -> Calibration:
+    return _read_calibration(None)
+
+
+def _read_calibration(path: str | Path | None) -> Calibration:
     try:
         if path is None:
             text = resources.files("progenitor.data").joinpath(DEFAULT_NAME).read_text()
