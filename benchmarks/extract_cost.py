@@ -14,7 +14,10 @@ For each model (default: the standard zoo's sources ``cnn-fa-s0``, ``resnet-fa-s
 * ``verdict``: ``compare_many`` on them (similarities, calibrated p-values, the packaged learned
   classifier: what ``progenitor compare`` does with two stored DNAs);
 
-and the white-box DNA's payload in bytes. Every call runs once untimed first (warm caches), and
+and the white-box DNA's payload in bytes. ``--scaled`` adds wider versions of the three
+architectures (``SCALED``: seeded, untrained weights; what extraction costs does not depend on
+what the weights learned), to show how the ratio moves as the forward pass grows while the
+genes' fixed costs do not. Every call runs once untimed first (warm caches), and
 all of them with numpy's BLAS on one thread (``progenitor._threads.single_blas``, as extraction
 itself runs), so that the bare forward pass is measured at its fastest too.
 """
@@ -37,6 +40,12 @@ from progenitor.probes import load_probes
 from progenitor.zoo import load_manifest, open_model
 
 DEFAULT_MODELS = ("cnn-fa-s0", "resnet-fa-s0", "vit-fa-s0")
+# Wider versions of the zoo's architectures (about 10-60x the zoo models' forward cost).
+SCALED = (
+    ("cnn", {"c1": 64, "c2": 128, "fc": 512}),
+    ("resnet", {"width": 64}),
+    ("vit", {"dim": 256, "depth": 6, "heads": 8, "hidden": 512}),
+)
 
 
 def _median_ms(fn: Any, repeats: int) -> float:
@@ -64,18 +73,22 @@ def _main() -> None:
     parser.add_argument("--out", type=Path, default=Path(__file__).with_name("extract_cost.json"))
     parser.add_argument("--models", default=",".join(DEFAULT_MODELS))
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--scaled", action="store_true", help="add the wider SCALED architectures")
     args = parser.parse_args()
     torch.set_num_threads(2)
     manifest = load_manifest(args.zoo)
     probe_entry = manifest["probes"][0]
     probes = load_probes(str(args.zoo / probe_entry["path"]))
     rows = []
-    for model_id in args.models.split(","):
-        model = open_model(args.zoo, model_id)
+    models = [(model_id, open_model(args.zoo, model_id)) for model_id in args.models.split(",")]
+    if args.scaled:
+        models += [(_scaled_name(arch, config), _scaled(arch, config)) for arch, config in SCALED]
+    for model_id, model in models:
         batch = probes.batch()
         white = extract(model, probes=probes, access="white", learned=False)
         row = {
             "model": model_id,
+            "params": model.n_params(),
             "probes": len(probes),
             "forward_ms": _median_ms(lambda m=model, b=batch: m.forward(b), args.repeats),
             "white_ms": _median_ms(lambda m=model: _extract(m, probes, "white"), args.repeats),
@@ -92,6 +105,19 @@ def _main() -> None:
                                     "load_average_at_end": [round(x, 2) for x in os.getloadavg()],
                                     "rows": rows}, indent=1) + "\n")
     print(f"wrote {args.out}")
+
+
+def _scaled_name(arch: str, config: dict[str, int]) -> str:
+    return f"{arch}(" + ",".join(f"{k}={v}" for k, v in config.items()) + ")"
+
+
+def _scaled(arch: str, config: dict[str, int]) -> Any:
+    """A seeded, untrained model of a wider version of a zoo architecture."""
+    from progenitor.models.torch_module import module_model
+    from progenitor.zoo.archs import create_arch
+
+    torch.manual_seed(0)
+    return module_model(create_arch(arch, 10, **config).eval(), ref=_scaled_name(arch, config), input_shape=(1, 28, 28))
 
 
 if __name__ == "__main__":

@@ -344,7 +344,7 @@ def layer_moments(w: np.ndarray) -> tuple[float, float, float]:
 
 
 MIN_NONZERO_FOR_PRECISION = 64
-PRECISION_SAMPLE = 1 << 20  # values read per tensor for the precision cue (whole rows)
+PRECISION_SAMPLE = 1 << 18  # values read per tensor for the precision cue (whole rows)
 
 
 def layer_precision(w: np.ndarray) -> tuple[float, float]:
@@ -388,7 +388,7 @@ class WeightStats(Gene):
     """
 
     name: ClassVar[str] = "weight_stats"
-    version: ClassVar[int] = 3  # 3: the precision cue reads at most ~1M values (whole rows) per tensor
+    version: ClassVar[int] = 3  # 3: the precision cue reads at most ~262k values (whole rows) per tensor
     access = "white"
     needs = "weights"
     uses_probes: ClassVar[bool] = False

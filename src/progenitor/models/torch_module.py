@@ -153,8 +153,8 @@ class TorchModuleModel(Model):
             for x in self._batches(batch):
                 calls.clear()
                 outs.append(_flatten_outputs(self._run(x, tuple(x.shape[1:]))).float().numpy())
-        feats = {n: np.concatenate(v).astype(np.float32) for n, v in collected.items() if v}
-        return np.concatenate(outs).astype(np.float32), feats
+        feats = {n: np.concatenate(v).astype(np.float32, copy=False) for n, v in collected.items() if v}
+        return np.concatenate(outs).astype(np.float32, copy=False), feats
 
 
 @contextlib.contextmanager
