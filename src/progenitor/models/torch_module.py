@@ -117,7 +117,7 @@ class TorchModuleModel(Model):
     ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         """Outputs for the batch and hidden features of its first ``feature_rows`` samples (all
         when None), each sample passed once; only the features ``select`` picks (from their names
-        and widths in forward order, found by passing the first sample alone) when given.
+        and widths in forward order, found by passing the first two samples first) when given.
 
         Samples past ``feature_rows`` run without hooks, and only the selected modules get one:
         recording a layer costs time (pooling, copying), and hooks turn off fused fast paths
@@ -136,7 +136,8 @@ class TorchModuleModel(Model):
         ]
         wanted = None
         if select is not None and len(batch):
-            first = self._record(batch[:1], names, None)[1]
+            # Two samples, not one: a model that squeezes its batch axis changes shape at one.
+            first = self._record(batch[:2], names, None)[1]
             wanted = set(select([(key, value.shape[1]) for key, value in first.items()]))
             names = [n for n in names if any(key.split("#")[0] == n for key in wanted)]
         return self._record(batch, names, wanted)
