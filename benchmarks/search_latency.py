@@ -24,10 +24,9 @@ import time
 from pathlib import Path
 
 import torch
+from _zoo_registry import register_zoo
 
 from progenitor._threads import single_blas
-from progenitor.api import default_learned
-from progenitor.index.registry import Registry
 from progenitor.index.search import ParentSearch
 from progenitor.zoo.dna_dataset import ZooDNA
 
@@ -41,13 +40,8 @@ def main() -> None:
     torch.set_num_threads(1)
     zoo = ZooDNA(args.zoo)
     ids = zoo.model_ids()
-    bundle = default_learned()
     with single_blas(), tempfile.TemporaryDirectory() as tmp:
-        registry = Registry(Path(tmp) / "registry.sqlite")
-        dnas = [zoo.dna(m) for m in ids]
-        for model_id, dna, vector in zip(ids, dnas, bundle.embed(dnas), strict=True):
-            dna.vector, dna.vector_spec = vector, bundle.spec
-            registry.add(dna, name=model_id)
+        registry = register_zoo(zoo, Path(tmp) / "registry.sqlite")
         search = ParentSearch(registry, exhaustive_up_to=0)
         exhaustive = ParentSearch(registry)
         targets = [m for m in ids if zoo.models[m]["split"] == "test"][: args.queries + 1]
