@@ -17,7 +17,7 @@
    relative to each other, ``PERMUTATION_PARSIMONY`` log-odds per unit difference in the share of
    relatives holding each one's unit order (``_in_order``: the original's other derivations keep
    its order, only a permuted copy's own descendants keep the copy's; on the standard zoo's
-   validation families it took directed-edge accuracy from 143 to 146 of 213 edges),
+   validation families it took directed-edge accuracy from 143 to 145 of 213 edges),
    and the registration-**order** prior, ``order_prior`` log-odds in favour of the model
    registered first (0 turns it off). ``aligned`` is the share of hidden units two models hold
    in the same order, which tells the model a child was made from apart from its permuted copies;
