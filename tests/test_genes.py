@@ -248,6 +248,32 @@ def test_weight_values_tells_copies_from_relatives(family) -> None:
     assert gene.compare(parent, value(family.independents[0])).similarity < 0.1
 
 
+def test_weight_values_rows_share_sees_through_per_channel_rescaling(family) -> None:
+    """A BatchNorm folded into a convolution rescales each output channel, and a per-channel int8
+    copy rounds each on its own grid: the values then disagree with the source's within the
+    tensor's rounding step, but agree relative to their rows; a fine-tune agrees with neither."""
+    import families
+
+    gene = get_gene("weight_values")
+
+    def value(module: torch.nn.Module):
+        return gene.extract(Observation(pg.load(module, input_shape=(1, 8, 8)), None))
+
+    def folded_int8(w: torch.Tensor) -> torch.Tensor:
+        if w.ndim < 2:
+            return w
+        gain = torch.linspace(0.2, 3.0, w.shape[0]).reshape(-1, *[1] * (w.ndim - 1))
+        scaled = w * gain
+        step = scaled.abs().flatten(1).max(dim=1).values.reshape(gain.shape) / 127
+        return (scaled / step).round() * step
+
+    parent = value(family.parent)
+    score = gene.compare(parent, value(copy_module(family.parent, folded_int8)))
+    assert score.similarity < 0.9 and score.details["rows"] > 0.99
+    tuned = gene.compare(parent, value(families.fine_tuned(family.parent, seed=5)))
+    assert tuned.details["rows"] < 0.9
+
+
 def copy_module(module: torch.nn.Module, change) -> torch.nn.Module:
     """A deep copy of ``module`` with ``change`` applied to every floating tensor of its state."""
     import copy

@@ -10,7 +10,11 @@ and compares the values.
 
 The similarity is the share of sampled positions, nonzero in both models, whose values agree
 within an int8 rounding step of the larger tensor (``max |w| / 254``); exact agreement is
-reported beside it. It is a lineage-ranking cue (role ``direction``: search and trees use it,
+reported beside it, and so is the share that agrees *relative to each value's row* (``rows``:
+values divided by their unit's largest weight, agreeing within 1/254). An export that folds a
+BatchNorm into the convolution before it rescales each output channel, and a per-channel int8
+copy rounds each channel on its own grid: the rows share sees through both (version 2 stores each
+sampled value's row maximum for it). It is a lineage-ranking cue (role ``direction``: search and trees use it,
 the verdict does not): for independent models it is near zero whatever their training, and a
 permutation of hidden units moves the values away from the sampled positions.
 """
@@ -43,7 +47,7 @@ class WeightValues(Gene):
     """Share of sampled weight values two models agree on (within int8 rounding), same-shape tensors."""
 
     name: ClassVar[str] = "weight_values"
-    version: ClassVar[int] = 1
+    version: ClassVar[int] = 2  # 2: each sampled value's row maximum, for the ``rows`` share
     access = "white"
     needs = "weights"
     uses_probes: ClassVar[bool] = False
@@ -58,7 +62,10 @@ class WeightValues(Gene):
         arrays: dict[str, np.ndarray] = {}
         shapes, absmax = [], []
         for i, (_, w) in enumerate(tensors):
-            arrays[f"values{i}"] = w.ravel()[sample_positions(w.shape)].astype(np.float32)
+            positions = sample_positions(w.shape)
+            rows = w.reshape(w.shape[0], -1)
+            arrays[f"values{i}"] = w.ravel()[positions].astype(np.float32)
+            arrays[f"rowmax{i}"] = np.abs(rows).max(axis=1)[positions // rows.shape[1]].astype(np.float32)
             shapes.append(list(w.shape))
             absmax.append(float(np.abs(w).max()))
         arrays["absmax"] = np.array(absmax, np.float32)
@@ -68,19 +75,23 @@ class WeightValues(Gene):
         pairs = pair_by_shape(a.meta["shapes"], b.meta["shapes"])
         if not pairs:
             raise GeneNotApplicable("no weight tensors of the same shape")
-        compared = near = exact = 0
+        compared = near = exact = rows = 0
         for i, j in pairs:
             x, y = a.arrays[f"values{i}"], b.arrays[f"values{j}"]
+            rx, ry = a.arrays[f"rowmax{i}"], b.arrays[f"rowmax{j}"]
             both = (x != 0) & (y != 0)  # pruning zeroes weights; a zero says nothing about copying
-            x, y = x[both], y[both]
+            x, y, rx, ry = x[both], y[both], rx[both], ry[both]
             step = max(float(a.arrays["absmax"][i]), float(b.arrays["absmax"][j])) / INT8_STEP
             compared += x.size
             near += int(np.count_nonzero(np.abs(x - y) <= step * 1.001))
             exact += int(np.count_nonzero(x == y))
+            rows += int(np.count_nonzero(np.abs(x / rx - y / ry) <= 1.001 / INT8_STEP))
         if compared == 0:
             raise GeneNotApplicable("no sampled weight is nonzero in both models")
         return GeneScore(
-            near / compared, {"tensors": len(pairs), "values": compared, "exact": round(exact / compared, 4)}
+            near / compared,
+            {"tensors": len(pairs), "values": compared, "exact": round(exact / compared, 4),
+             "rows": round(rows / compared, 4)},
         )
 
 

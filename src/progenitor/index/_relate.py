@@ -55,8 +55,9 @@ VERDICT_RANK = {"derived": 0, "inconclusive": 1, "unrelated": 2}
 ALIGNED_BONUS = 5.0  # chosen with the tree's CENTRALITY on the standard zoo's validation families
 COPY_BONUS = 10.0  # chosen on the standard zoo's validation families (see BENCHMARKS.md)
 # A copying step's parent holds at least these shares of the child's sampled values: within
-# rounding after a lossy conversion, exactly after pruning (chosen on validation families: the
-# parents hold all, a sibling one light fine-tune away up to 98% within rounding and 22% exactly).
+# rounding of their rows after a lossy conversion, exactly after pruning (chosen on validation
+# families: the parents hold 99.7-100% relative to rows, a sibling one light fine-tune away up to
+# 87% relative to rows (98% within the tensor's rounding step), and 22% exactly).
 LOSSY_MATCH = 0.99
 PRUNED_MATCH = 0.5
 # Two models' units went through a permutation when fewer than this share of their layers hold
@@ -79,6 +80,7 @@ class Relation:
     aligned: float = 0.0
     copied: float = 0.0
     copied_exact: float = 0.0
+    copied_rows: float = 0.0
     permuted: bool | None = None
     unaligned_change: bool = False
 
@@ -92,6 +94,7 @@ class Relation:
             "aligned": round(self.aligned, 4),
             "copied": round(self.copied, 4),
             "copied_exact": round(self.copied_exact, 4),
+            "copied_rows": round(self.copied_rows, 4),
             "permuted": self.permuted,
             "unaligned_change": self.unaligned_change,
         }
@@ -146,26 +149,27 @@ def relation_of(comparison: Comparison, source: DNA, target: DNA) -> Relation:
     )
 
 
-def copied_of(source: DNA, target: DNA) -> tuple[float, float]:
+def copied_of(source: DNA, target: DNA) -> tuple[float, float, float]:
     """The ``weight_values`` gene on the pair: the shares of sampled weights the two models agree
-    on within int8 rounding and exactly ((0, 0) without the gene on both, or with no tensor of a
-    shared shape)."""
+    on within int8 rounding, exactly, and within int8 rounding relative to each value's row
+    (zeros without the gene on both, or with no tensor of a shared shape)."""
     a, b = source.genes.get("weight_values"), target.genes.get("weight_values")
     if a is None or b is None:
-        return 0.0, 0.0
+        return 0.0, 0.0, 0.0
     try:
         score = get_gene("weight_values").compare(a, b)
     except GeneNotApplicable:
-        return 0.0, 0.0
-    return score.similarity, float(score.details["exact"])
+        return 0.0, 0.0, 0.0
+    return score.similarity, float(score.details["exact"]), float(score.details["rows"])
 
 
 def parent_eligible(relation: Relation, direction: float, source: DNA, target: DNA) -> bool:
     """Whether ``source`` may be named ``target``'s parent: related (``derived``), not placed
     below the target by the direction signal, and, when the target looks made from it by a
     copying step (``progenitor.index.direction.copy_step``), holding the target's values: within
-    rounding after a float16 or int8 conversion (``copied`` >= ``LOSSY_MATCH``), exactly after
-    pruning (``copied_exact`` >= ``PRUNED_MATCH``); otherwise not an ``unaligned_change`` (units
+    rounding of each value's row after a float16 or int8 conversion (``copied_rows`` >=
+    ``LOSSY_MATCH``: an export that folds BatchNorm into its convolutions rescales whole rows),
+    exactly after pruning (``copied_exact`` >= ``PRUNED_MATCH``); otherwise not an ``unaligned_change`` (units
     permuted and outputs changed in one step). A relative of a pruned or converted copy (its
     sibling, cousin), or a permuted copy of a fine-tune's parent, is as close as a parent by every
     similarity but fails these tests; without them search names it when the parent is not
@@ -177,7 +181,7 @@ def parent_eligible(relation: Relation, direction: float, source: DNA, target: D
         return not relation.unaligned_change
     step = copy_step(source, target)
     if step == "lossy":
-        return relation.copied >= LOSSY_MATCH
+        return relation.copied_rows >= LOSSY_MATCH
     if step == "pruned":
         return relation.copied_exact >= PRUNED_MATCH
     return not relation.unaligned_change
