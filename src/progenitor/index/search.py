@@ -16,8 +16,9 @@ The answer is the ``top`` candidates with their verdicts. The likely parent is t
 *eligible* candidate (``progenitor.index._relate.parent_eligible``): ``derived``, not placed
 *below* the target by the direction signal (direction >= 0.5), and, when the target looks made
 from it by a copying step (more pruned zeros, or float16/int8 values), holding the target's
-sampled weight values (the ``weight_values`` gene: within rounding after float16/int8, exactly
-after pruning), otherwise with its hidden units in the target's order unless the two compute the
+sampled weight values (the ``weight_values`` gene: within rounding of each value's row after
+float16/int8, so BatchNorm folded into a convolution on export does not count as a change;
+exactly after pruning), otherwise with its hidden units in the target's order unless the two compute the
 same function (a candidate permuted *and* changed relative to the target is a relative that meets
 it at an ancestor, typically a permuted copy of the target's unregistered parent). The search
 **abstains** ("no likely parent")
@@ -26,7 +27,8 @@ rather than the other way, or the target is a pruned or converted copy of a mode
 registered (its relatives do not hold its values). On the standard zoo's validation families the
 copy rule took correct abstentions from 35% to 65% of the targets whose ancestors were hidden,
 and cost 4.7 points of top-1 accuracy (0.629 -> 0.582: retrained prunes and BatchNorm-folded
-int8 exports, whose values moved, lose their parent).
+int8 exports, whose values moved, lost their parent; judged relative to rows, the folded exports
+have it back).
 When the target is itself registered, registration order nudges the direction as in the lineage
 tree (``order_prior``), and near-ties among the best candidates (within ``tie_tolerance`` of the
 best cost: near-identical copies of one model) go to the earliest registered, the search's
