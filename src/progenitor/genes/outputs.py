@@ -39,6 +39,14 @@ def output_geometry(outputs: np.ndarray) -> np.ndarray:
     return upper_triangle(z @ z.T)
 
 
+def finite_outputs(obs: Observation) -> np.ndarray:
+    """The observation's outputs; GeneNotApplicable when any is NaN or infinite."""
+    outputs = obs.outputs
+    if not np.isfinite(outputs).all():
+        raise GeneNotApplicable("outputs contain NaN or infinite values")
+    return outputs
+
+
 def probe_keys(probes: ProbeSet) -> np.ndarray:
     """A 63-bit key per probe from its content (sha256), the same whatever the probes' order."""
     keys = []
@@ -60,9 +68,7 @@ class OutputGeometry(Gene):
     description: ClassVar[str] = "probe-by-probe cosine matrix of centred outputs (SAC-like)"
 
     def extract(self, obs: Observation) -> GeneValue:
-        outputs = obs.outputs
-        if not np.isfinite(outputs).all():
-            raise GeneNotApplicable("outputs contain NaN or infinite values")
+        outputs = finite_outputs(obs)
         top = outputs.argmax(axis=1).astype(np.int32) if outputs.shape[1] > 1 else None
         arrays = {"cosines": output_geometry(outputs)}
         if obs.probes is not None:  # content keys let learned encoders ignore the probes' order
@@ -104,11 +110,9 @@ class OutputLogits(Gene):
     description: ClassVar[str] = "centred logits per probe and output, correlated (same output space only)"
 
     def extract(self, obs: Observation) -> GeneValue:
-        outputs = obs.outputs
-        if outputs.ndim != 2 or outputs.shape[1] < 2:
+        if obs.outputs.ndim != 2 or obs.outputs.shape[1] < 2:
             raise GeneNotApplicable("needs a vector of class scores per probe")
-        if not np.isfinite(outputs).all():
-            raise GeneNotApplicable("outputs contain NaN or infinite values")
+        outputs = finite_outputs(obs)
         logits = centred_logits(outputs)
         width = outputs.shape[1]
         if width > LOGIT_SKETCH:
