@@ -34,7 +34,7 @@ from progenitor.index import (
 from progenitor.index._relate import Relation
 from progenitor.index.direction import weight_stats_direction
 from progenitor.index.keys import KEY_DIM
-from progenitor.index.registry import SCHEMA_VERSION, migrate
+from progenitor.index.registry import PAGE_SIZE, SCHEMA_VERSION, migrate
 
 CHILDREN = ["fine-tuned", "pruned-50", "noised", "permuted"]
 INDEPENDENT = [f"independent{i}" for i in range(6)]
@@ -81,6 +81,8 @@ def _synthetic_dna(i: int, vector: np.ndarray | None, generator: str = "syntheti
 
 
 def test_registry_round_trip(reg, tmp_path) -> None:
+    # New registries use large pages: a DNA spans a few of them, not a chain of ~80.
+    assert reg._conn.execute("PRAGMA page_size").fetchone()[0] == PAGE_SIZE
     entries = reg.entries()
     assert [e.name for e in entries] == ["parent", *CHILDREN, *INDEPENDENT]
     parent = reg.get("parent")
@@ -463,6 +465,29 @@ def test_learned_model_dna_joins_the_verdicts(reg) -> None:
     assert all("learned_dna" in c.relation.comparison.evidence for c in result.candidates)
     tree = build_tree(members_of(reg), learned=bundle)
     assert tree.method["direction"] == "auto" and len(tree.members) == 11
+
+
+def test_learned_classifier_is_skipped_only_where_it_cannot_change_the_verdict(reg) -> None:
+    """``relate(learned_if_related=True)`` gives every pair the same verdict, probability, p-value
+    and strength as the full verdict, and assesses the classifier exactly on the related pairs."""
+    from progenitor.calibration import load_calibration
+    from progenitor.index._relate import learned_bundle, relate
+
+    bundle, calibration = learned_bundle(True), load_calibration(None)
+    assert bundle is not None
+    dnas = [reg.dna(e) for e in reg.entries()]
+    related = 0
+    for source in dnas[:4]:
+        for target in dnas:
+            full = relate(source, target, calibration, 0.01, bundle=bundle)
+            lazy = relate(source, target, calibration, 0.01, bundle=bundle, learned_if_related=True)
+            assert (lazy.verdict, lazy.probability, lazy.p_value, lazy.strength) == (
+                full.verdict, full.probability, full.p_value, full.strength
+            )
+            is_related = full.p_value is not None and full.p_value < 0.01
+            related += is_related
+            assert ("learned_dna" in lazy.comparison.evidence) == is_related
+    assert 0 < related < 4 * len(dnas)
 
 
 @pytest.mark.slow

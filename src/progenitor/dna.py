@@ -161,24 +161,27 @@ def save_dna(dna: DNA, path: str | Path) -> Path:
 # ------------------------------------------------------------------------------------------- read
 
 
-def _read_v1(path: Path, header: dict[str, Any], payload: bytes) -> DNA:
+def _read_v1(path: Path, header: dict[str, Any], payload: memoryview) -> DNA:
     meta = header["meta"]
     arrays: dict[str, np.ndarray] = {}
     for entry in header["arrays"]:
         if entry["dtype"] not in _ALLOWED_DTYPES:
             raise DNAFormatError(f"{path}: unknown array dtype {entry['dtype']!r}")
+        dtype = np.dtype(entry["dtype"])
         start, size = int(entry["offset"]), int(entry["nbytes"])
-        if start < 0 or start + size > len(payload):
+        if start < 0 or start + size > len(payload) or size % dtype.itemsize:
             raise DNAFormatError(f"{path}: array {entry['key']} lies outside the file")
-        arr = np.frombuffer(payload[start : start + size], dtype=np.dtype(entry["dtype"]))
+        # Copied out of the buffer (one copy: the buffer is a view): numpy's float32 sums group
+        # their terms by the data's memory alignment, and a view at an odd offset gave
+        # similarities one unit in the last place away from the extracted DNA's.
+        arr = np.frombuffer(payload, dtype=dtype, count=size // dtype.itemsize, offset=start)
         arrays[entry["key"]] = arr.reshape(entry["shape"]).copy()
-    genes = {
-        name: GeneValue(
-            {k.split("/", 2)[2]: v for k, v in arrays.items() if k.startswith(f"genes/{name}/")},
-            gene_meta,
-        )
-        for name, gene_meta in meta["gene_meta"].items()
-    }
+    by_gene: dict[str, dict[str, np.ndarray]] = {name: {} for name in meta["gene_meta"]}
+    for key, arr in arrays.items():
+        parts = key.split("/", 2)
+        if len(parts) == 3 and parts[0] == "genes" and parts[1] in by_gene:
+            by_gene[parts[1]][parts[2]] = arr
+    genes = {name: GeneValue(by_gene[name], gene_meta) for name, gene_meta in meta["gene_meta"].items()}
     return DNA(
         model=meta["model"],
         access=meta["access"],
@@ -192,7 +195,7 @@ def _read_v1(path: Path, header: dict[str, Any], payload: bytes) -> DNA:
     )
 
 
-_READERS: dict[int, Callable[[Path, dict[str, Any], bytes], DNA]] = {1: _read_v1}
+_READERS: dict[int, Callable[[Path, dict[str, Any], memoryview], DNA]] = {1: _read_v1}
 
 
 def dna_to_bytes(dna: DNA) -> bytes:
@@ -212,7 +215,7 @@ def dna_from_bytes(data: bytes, origin: str = "<bytes>") -> DNA:
     """
     if len(data) < len(MAGIC) + 6 + 32 or not data.startswith(MAGIC):
         raise DNAFormatError(f"{origin}: not a progenitor DNA file")
-    body, digest = data[:-32], data[-32:]
+    body, digest = memoryview(data)[:-32], data[-32:]
     version, hlen = struct.unpack_from("<HI", data, len(MAGIC))
     if version not in _READERS:
         known = ", ".join(map(str, sorted(_READERS)))
@@ -223,7 +226,7 @@ def dna_from_bytes(data: bytes, origin: str = "<bytes>") -> DNA:
         raise DNAFormatError(f"{origin}: DNA file is corrupt or truncated (checksum mismatch)")
     start = len(MAGIC) + 6
     try:
-        header = json.loads(body[start : start + hlen].decode())
+        header = json.loads(bytes(body[start : start + hlen]).decode())
         return _READERS[version](Path(origin), header, body[start + hlen :])
     except (ValueError, KeyError, TypeError, IndexError) as exc:
         raise DNAFormatError(f"{origin}: DNA header is malformed ({exc})") from exc

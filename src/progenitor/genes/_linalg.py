@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from progenitor._memo import per_object
+
 
 def normalize_rows(x: np.ndarray, eps: float = 1e-12) -> np.ndarray:
     """Rows scaled to unit L2 norm (zero rows stay zero)."""
@@ -19,10 +21,17 @@ def upper_triangle(matrix: np.ndarray, diagonal: bool = False) -> np.ndarray:
 
 def correlation(a: np.ndarray, b: np.ndarray) -> float:
     """Pearson correlation of two equally long vectors; 0 when either is constant."""
-    a = a.astype(np.float64) - a.mean()
-    b = b.astype(np.float64) - b.mean()
-    denom = np.sqrt((a * a).sum() * (b * b).sum())
+    (a, aa), (b, bb) = _centred(a), _centred(b)
+    denom = np.sqrt(aa * bb)
     return float((a * b).sum() / denom) if denom > 0 else 0.0
+
+
+@per_object
+def _centred(x: np.ndarray) -> tuple[np.ndarray, np.floating]:
+    """``x`` less its mean, float64, and its sum of squares (kept while ``x`` lives: a search
+    correlates one target's stored vectors with many candidates')."""
+    centred = x.astype(np.float64) - x.mean()
+    return centred, (centred * centred).sum()
 
 
 def seeded_gaussian(rows: int, cols: int, tag: str) -> np.ndarray:

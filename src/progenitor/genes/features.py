@@ -9,10 +9,12 @@ CKA with any target layer, so models of different depth and width compare.
 
 from __future__ import annotations
 
+import functools
 from typing import ClassVar
 
 import numpy as np
 
+from progenitor._memo import per_object
 from progenitor.genes._linalg import upper_triangle
 from progenitor.genes._registry import Gene, GeneNotApplicable, GeneScore, GeneValue, register_gene
 from progenitor.genes.observe import Observation
@@ -35,16 +37,36 @@ def centred_kernel(x: np.ndarray) -> np.ndarray:
     return k / norm if norm > 0 else k
 
 
-def _kernel_inner_products(a: list[np.ndarray], b: list[np.ndarray], n: int) -> np.ndarray:
-    """Frobenius inner products of symmetric kernels stored as upper triangles (with diagonal).
+def _kernel_inner_products(a: GeneValue, b: GeneValue) -> np.ndarray:
+    """Frobenius inner products of the two genes' symmetric kernels, stored as upper triangles
+    (with diagonal): source layers by target layers.
 
     Off-diagonal entries appear twice in the full matrix, so the triangles' dot product weighs
-    them 2 and the diagonal 1: one matrix product instead of unpacking every kernel.
+    them 2 and the diagonal 1: one matrix product instead of unpacking every kernel. The weights
+    go on the target's side, which a search keeps for every candidate (a power of two scales
+    exactly, so either side gives the same bits).
     """
+    return _kernels(a) @ _weighted_kernels(b).T
+
+
+@per_object
+def _kernels(value: GeneValue) -> np.ndarray:
+    """The gene's kernels stacked, float64 (kept while the value lives)."""
+    return np.stack([value.arrays[f"kernel{i}"] for i in range(len(value.meta["layers"]))]).astype(np.float64)
+
+
+@per_object
+def _weighted_kernels(value: GeneValue) -> np.ndarray:
+    """``_kernels`` with off-diagonal entries weighted 2 and diagonal ones 1."""
+    return _kernels(value) * _triangle_weights(value.meta["n"])
+
+
+@functools.cache
+def _triangle_weights(n: int) -> np.ndarray:
     weight = np.full(n * (n + 1) // 2, 2.0)
     weight[np.cumsum(np.r_[0, np.arange(n, 1, -1)])] = 1.0  # row-major diagonal positions
-    ka = np.stack(a).astype(np.float64) * weight
-    return ka @ np.stack(b).astype(np.float64).T
+    weight.setflags(write=False)
+    return weight
 
 
 @register_gene
@@ -80,11 +102,7 @@ class FeatureCKA(Gene):
     def compare(self, a: GeneValue, b: GeneValue) -> GeneScore:
         if a.meta["n"] != b.meta["n"]:
             raise GeneNotApplicable("different numbers of probes")
-        cka = _kernel_inner_products(
-            [a.arrays[f"kernel{i}"] for i in range(len(a.meta["layers"]))],
-            [b.arrays[f"kernel{i}"] for i in range(len(b.meta["layers"]))],
-            a.meta["n"],
-        )
+        cka = _kernel_inner_products(a, b)
         best = cka.max(axis=1)
         return GeneScore(
             float(best.mean()),

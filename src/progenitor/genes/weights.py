@@ -39,6 +39,7 @@ independent pair reached alpha (BENCHMARKS.md).
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -46,6 +47,7 @@ from typing import Any, ClassVar
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
+from progenitor._memo import per_object
 from progenitor.genes._linalg import (
     correlation,
     normalize_rows,
@@ -233,7 +235,7 @@ def match_units(a: np.ndarray, b: np.ndarray) -> tuple[float, int, int]:
     if len(a) > len(b):
         return match_units(b, a)
     rows = unit_sample(len(a))
-    sims = np.abs(a[rows].astype(np.float32) @ b.astype(np.float32).T)
+    sims = np.abs(_float32(a)[rows] @ _float32(b).T)
     picked, cols = _max_assignment(sims)
     # A unit counts as matched to itself only with a nonzero cosine: zero rows (removed units)
     # tie with everything, and the solver would break those ties by index.
@@ -241,12 +243,20 @@ def match_units(a: np.ndarray, b: np.ndarray) -> tuple[float, int, int]:
     return float(sims[picked, cols].mean()), int(same.sum()), len(rows)
 
 
+@functools.lru_cache(maxsize=1024)
 def unit_sample(units: int, count: int = MATCH_UNITS) -> np.ndarray:
     """Sorted indices of at most ``count`` of a layer's units, the same for every layer of that
-    width on every machine (all of them for narrower layers)."""
-    if units <= count:
-        return np.arange(units)
-    return np.sort(np.random.default_rng(units).choice(units, size=count, replace=False))
+    width on every machine (all of them for narrower layers). Read-only: kept for reuse."""
+    rows = np.arange(units) if units <= count else np.sort(
+        np.random.default_rng(units).choice(units, size=count, replace=False)
+    )
+    rows.setflags(write=False)
+    return rows
+
+
+# A search compares one target with many candidates, and each stored sketch (float16) with every
+# layer it is paired with: the float32 copy is made once per array and kept while it lives.
+_float32 = per_object(lambda sketch: sketch.astype(np.float32))
 
 
 def _max_assignment(sims: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -304,6 +314,7 @@ def alignment_p_value(fixed_points: list[int]) -> float:
     return min(1.0, math.exp(log_p))
 
 
+@per_object
 def _layers(value: GeneValue) -> list[Layer]:
     return [Layer(n, k, u, tuple(f), d) for n, k, u, f, d in value.meta["layers"]]
 

@@ -205,18 +205,26 @@ def relate(
     alpha: float,
     names: tuple[str, str] = ("source", "target"),
     bundle: Any = None,
+    learned_if_related: bool = False,
 ) -> Relation:
     """The full verdict on ``target`` derived from ``source`` (as ``compare`` gives), with its strength.
 
     ``bundle`` is a learned Model DNA (``learned_bundle``) whose classifier joins the evidence.
+    The classifier changes only a verdict whose genes call the pair related (combined p-value
+    below ``alpha``: its direction can make it ``inconclusive``); with ``learned_if_related`` it is
+    assessed only then, and other pairs' evidence lacks it (their verdict, probability, p-value
+    and strength are the same). A search or a tree compares mostly unrelated pairs.
     """
     from progenitor.verdict import learned_evidence
 
     scores = score_genes(source, target)
-    level = min(ACCESS_LEVELS.index(source.access), ACCESS_LEVELS.index(target.access))
+    access = ACCESS_LEVELS[min(ACCESS_LEVELS.index(source.access), ACCESS_LEVELS.index(target.access))]
+    if bundle is not None and learned_if_related:
+        plain = decide(names[0], names[1], access, scores, calibration, alpha)
+        if plain.p_value is None or plain.p_value >= alpha:
+            return relation_of(plain, source, target)
     learned = None if bundle is None else learned_evidence(bundle.assess(source, target), bundle.null_model())
-    result = decide(names[0], names[1], ACCESS_LEVELS[level], scores, calibration, alpha, None, learned)
-    return relation_of(result, source, target)
+    return relation_of(decide(names[0], names[1], access, scores, calibration, alpha, None, learned), source, target)
 
 
 def related_either_way(pair: Callable[[str, str], Relation], a: str, b: str, directional: bool) -> Relation:

@@ -47,6 +47,7 @@ from typing import Any
 
 import numpy as np
 
+from progenitor._memo import per_object
 from progenitor.dna import DNA
 from progenitor.errors import ProgenitorError
 
@@ -108,6 +109,8 @@ def _size_vote(a: DNA, b: DNA) -> float:
     return 4.0 * math.tanh(math.log(na / nb) / 0.05)
 
 
+# Per DNA, kept while it lives: a search orients one target against every candidate.
+@per_object
 def _moments(dna: DNA) -> np.ndarray | None:
     gene = dna.genes.get("weight_stats")
     if gene is None or "moments" not in gene.arrays:
@@ -116,6 +119,7 @@ def _moments(dna: DNA) -> np.ndarray | None:
     return m if m.ndim == 2 and m.shape[1] >= 3 and len(m) else None
 
 
+@per_object
 def _lossy(dna: DNA) -> float | None:
     gene = dna.genes.get("weight_stats")
     if gene is None or "precision" not in gene.arrays or not len(gene.arrays["precision"]):

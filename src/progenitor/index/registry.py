@@ -302,6 +302,8 @@ class AddOutcome:
 
 # ------------------------------------------------------------------------------------- registry
 
+PAGE_SIZE = 65536  # bytes per database page for new registries (SQLite's largest)
+
 
 class Registry:
     """A DNA registry in one SQLite file (see the module docstring).
@@ -324,6 +326,10 @@ class Registry:
         try:
             self._conn = sqlite3.connect(self.path, timeout=_BUSY_TIMEOUT_MS / 1000, isolation_level=None)
             self._conn.execute(f"PRAGMA busy_timeout = {_BUSY_TIMEOUT_MS}")
+            # Takes effect only on a new, empty file (before WAL). A DNA is a few hundred KB; with
+            # the default 4 KiB pages reading one walks ~80 overflow pages and took 0.2 ms, with
+            # 64 KiB pages 0.04 ms (a search reads dozens per query).
+            self._conn.execute(f"PRAGMA page_size = {PAGE_SIZE}")
             mode = self._conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
             if str(mode).lower() != "wal":
                 raise RegistryError(f"{self.path}: cannot use the WAL journal (got {mode})")

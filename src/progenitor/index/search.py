@@ -315,7 +315,9 @@ class ParentSearch:
             if entry.dna_hash == own or (sha and entry.sha256 == sha):
                 excluded.append(entry.name)  # the target itself
                 continue
-            relation = relate(dna, target, self.calibration, self.alpha, (entry.name, label), self.bundle)
+            relation = relate(
+                dna, target, self.calibration, self.alpha, (entry.name, label), self.bundle, learned_if_related=True
+            )
             direction = self._direction(dna, target, entry.id, order)
             cost = edge_cost(relation, direction, self.direction_weight)
             eligible = parent_eligible(relation, direction, dna, target)
@@ -355,6 +357,13 @@ class ParentSearch:
                 best = next(c for c in chosen if c.entry.name == pick)
                 ranked.remove(best)
                 ranked.insert(0, best)
+        if self.bundle is not None:
+            # What is shown carries the classifier's evidence, as ``compare`` gives it; ranking
+            # skipped it where it cannot change a verdict (``relate``'s ``learned_if_related``).
+            for c in ranked[:top]:
+                if c.relation.comparison is not None and "learned_dna" not in c.relation.comparison.evidence:
+                    names = (c.entry.name, label)
+                    c.relation = relate(dnas[c.entry.id], target, self.calibration, self.alpha, names, self.bundle)
         return SearchResult(
             label,
             ranked[:top],
@@ -405,7 +414,7 @@ def lineage_check_parent(
     def verdict(x: str, y: str) -> Relation:
         if relate_pair is not None:
             return relate_pair(x, y)
-        return relate(dna_of[x], dna_of[y], calibration, alpha, (x, y), bundle)
+        return relate(dna_of[x], dna_of[y], calibration, alpha, (x, y), bundle, learned_if_related=True)
 
     def between(a: Member, b: Member) -> Relation:
         if sentinel in (a.name, b.name):

@@ -411,7 +411,8 @@ def build_tree(
         dna_of = {m.name: m.dna for m in members}
 
         def verdict(x: str, y: str) -> Relation:
-            return relate(dna_of[x], dna_of[y], cal, alpha, (x, y), bundle)
+            # Edges show no per-gene evidence: the classifier runs only where it can change one.
+            return relate(dna_of[x], dna_of[y], cal, alpha, (x, y), bundle, learned_if_related=True)
 
         def relate_fn(a: Member, b: Member) -> Relation:
             return related_either_way(verdict, a.name, b.name, bundle is not None)
