@@ -13,6 +13,7 @@ import pytest
 import torch
 
 import progenitor as pg
+from progenitor.errors import DNAFormatError
 from progenitor.genes import GeneValue
 from progenitor.index import (
     ExtractorSpec,
@@ -142,7 +143,7 @@ def test_migration_from_schema_v1(reg, tmp_path) -> None:
     conn.close()
 
     with Registry(path) as registry:
-        assert registry.schema_version == SCHEMA_VERSION == 3
+        assert registry.schema_version == SCHEMA_VERSION == 4
         entries = registry.entries()
         # names come from the references' stems, made unique; columns back-filled from the DNAs
         assert [e.name for e in entries] == ["model", "model-2", "vec"]
@@ -151,16 +152,31 @@ def test_migration_from_schema_v1(reg, tmp_path) -> None:
         ids, vectors = registry.vectors()
         assert list(ids) == [entries[2].id] and np.allclose(vectors[0], np.eye(4)[0])
         versions = [r[0] for r in registry._conn.execute("SELECT version FROM schema_migrations")]
-        assert versions == [1, 2, 3]
+        assert versions == [1, 2, 3, 4]
+        crcs = [r[0] for r in registry._conn.execute("SELECT crc32 FROM payloads ORDER BY id")]
+        assert all(isinstance(c, int) for c in crcs) and len(crcs) == 3  # back-filled
         key_ids, keys = registry.keys()  # weight keys back-filled for the two white-box DNAs
         assert list(key_ids) == [entries[0].id, entries[1].id] and keys.shape == (2, KEY_DIM)
         columns = [r[1] for r in registry._conn.execute("PRAGMA table_info(dnas)")]
         assert "dna" not in columns and "name" in columns  # payloads moved out of the metadata rows
         assert genome_hash(registry.dna("model-2")) == genome_hash(rows[1][0])
         assert registry.add(reg.dna("pruned-50")).entry.id == 4  # ids continue after the migrated rows
-        registry._conn.execute("INSERT INTO schema_migrations VALUES (4, 'later', 'from the future')")
+        registry._conn.execute("INSERT INTO schema_migrations VALUES (5, 'later', 'from the future')")
     with pytest.raises(RegistryError, match="newer than this release"):
         Registry(path)
+
+
+def test_a_payload_changed_on_disk_is_refused(reg) -> None:
+    """Reads check each payload's CRC-32 (its sha256 was checked when it was added)."""
+    entry = reg.get("noised")
+    blob = bytearray(reg._conn.execute("SELECT dna FROM payloads WHERE id = ?", (entry.id,)).fetchone()[0])
+    blob[len(blob) // 2] ^= 0x01
+    reg._conn.execute("UPDATE payloads SET dna = ? WHERE id = ?", (bytes(blob), entry.id))
+    with pytest.raises(DNAFormatError, match="corrupt"):
+        reg.dna(entry)
+    with pytest.raises(DNAFormatError, match="corrupt"):
+        list(reg.dnas([entry.id]))
+    assert genome_hash(reg.dna("parent")) == reg.get("parent").dna_hash  # the others still read
 
 
 def test_concurrent_reader_sees_committed_state(reg) -> None:

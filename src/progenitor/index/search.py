@@ -257,6 +257,8 @@ class ParentSearch:
             self.index = VectorIndex(ids, vectors, backend)
         key_ids, keys = registry.keys()
         self.key_index = VectorIndex(key_ids, keys, backend) if len(key_ids) else None
+        if lineage_check > 1:
+            import networkx  # noqa: F401 - the lineage check's solver: loaded here, not in a query (0.2 s)
 
     def candidates_for(self, target: DNA, k: int) -> tuple[list[int], dict[int, float], str]:
         """Registered ids to re-rank, their retrieval similarity, and how they were chosen.
