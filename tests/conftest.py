@@ -57,6 +57,7 @@ def saved(family, tmp_path_factory):
     paths["state"] = root / "parent_state.pt"
     paths["safetensors"] = root / "parent.safetensors"
     np.save(root / "probes.npy", __import__("families").probes())
+    np.save(root / "probes.labels.npy", __import__("families").probe_labels())  # picked up beside it
     paths["probes"] = root / "probes.npy"
     return paths
 

@@ -29,6 +29,11 @@ def probes(n: int = 96) -> np.ndarray:
     return digits()[0][-n:]
 
 
+def probe_labels(n: int = 96) -> np.ndarray:
+    """The true classes of ``probes(n)``."""
+    return digits()[1][-n:]
+
+
 class SmallCNN(nn.Module):
     """A small CNN for 1x8x8 inputs."""
 

@@ -35,8 +35,8 @@ def test_independent_same_recipe_is_not_derived(results, other) -> None:
 
 def test_evidence_names_genes_and_null(results) -> None:
     ev = results["fine-tuned"].evidence
-    # TorchScript: no hooks, so no features
-    assert set(ev["genes"]) == {"weight_sketch", "output_geometry", "output_logits"}
+    # TorchScript: no hooks, so no features; the probes are labelled, so mistakes are compared
+    assert set(ev["genes"]) == {"weight_sketch", "output_geometry", "output_logits", "error_agreement"}
     for gene in ev["genes"].values():
         assert gene["null_from"] == "supplied independent models" and gene["null_n"] == 4
     assert results["fine-tuned"].access == "white"
@@ -45,7 +45,8 @@ def test_evidence_names_genes_and_null(results) -> None:
 def test_black_box_access_only(saved) -> None:
     null = [saved[f"independent{i}"] for i in range(4)]
     r = pg.compare(saved["parent"], saved["noised"], probes=saved["probes"], access="black", null=null)
-    assert r.access == "black" and set(r.evidence["genes"]) == {"output_geometry", "output_logits"}
+    assert r.access == "black"
+    assert set(r.evidence["genes"]) == {"output_geometry", "output_logits", "error_agreement"}
     assert r.verdict == "derived"
 
 

@@ -21,7 +21,8 @@ def test_round_trip(tmp_path, dna) -> None:
     path = pg.save_dna(dna, tmp_path / "a.dna")
     back = pg.load_dna(path)
     assert back.model == dna.model and back.versions == dna.versions and back.probes == dna.probes
-    genes = {"weight_sketch", "weight_stats", "weight_values", "output_geometry", "output_logits", "feature_cka"}
+    genes = {"weight_sketch", "weight_stats", "weight_values", "output_geometry", "output_logits", "feature_cka",
+             "error_agreement"}  # the probes are labelled
     assert set(back.genes) == set(dna.genes) == genes
     for name, gene in dna.genes.items():
         assert back.genes[name].meta == gene.meta

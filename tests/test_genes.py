@@ -9,13 +9,14 @@ import torch
 import progenitor as pg
 from progenitor.genes import GeneNotApplicable, Observation, get_gene, list_genes
 from progenitor.genes.weights import Layer, pair_layers, sketch_layers
+from progenitor.probes import from_array
 
 
 @pytest.fixture(scope="module")
 def observations(family, probes_array):
     import families
 
-    probes = pg.load_probes(probes_array)
+    probes = from_array(probes_array, "probes", families.probe_labels())  # labelled: error_agreement
     sample = pg.load_probes(families.digits()[0][:200])  # the data-driven gene needs a sample
 
     def obs(m: torch.nn.Module) -> Observation:
@@ -281,3 +282,51 @@ def copy_module(module: torch.nn.Module, change) -> torch.nn.Module:
     out = copy.deepcopy(module)
     out.load_state_dict({k: change(v) if v.is_floating_point() else v for k, v in module.state_dict().items()})
     return out
+
+
+def test_error_agreement_counts_the_sources_mistakes_the_target_repeats() -> None:
+    """Hand-made predictions: the share is over the source's mistakes only, needs labels of the
+    same probe set, and refuses a source with too few mistakes."""
+    from progenitor.genes.errors import MIN_ERRORS
+
+    gene = get_gene("error_agreement")
+    labels = np.arange(20) % 4
+    source = labels.copy()
+    source[:8] = (labels[:8] + 1) % 4  # wrong on the first 8 probes
+    target = labels.copy()
+    target[:6] = source[:6]  # repeats 6 of those 8 mistakes ...
+    target[10:14] = (labels[10:14] + 2) % 4  # ... and makes 4 of its own
+
+    def value(top: np.ndarray, labels_hash: str = "L") -> pg.genes.GeneValue:
+        arrays = {"top1": top.astype(np.int32), "wrong": (top != labels).astype(np.uint8)}
+        return pg.genes.GeneValue(arrays, {"n": 20, "width": 4, "labels": labels_hash})
+
+    score = gene.compare(value(source), value(target))
+    assert score.similarity == pytest.approx(6 / 8) and score.details == {"source_errors": 8, "repeated": 6}
+    assert gene.compare(value(target), value(source)).similarity == pytest.approx(6 / 10)  # directional
+    with pytest.raises(GeneNotApplicable, match="labels"):
+        gene.compare(value(source), value(target, "other"))
+    nearly_right = labels.copy()
+    nearly_right[: MIN_ERRORS - 1] = (labels[: MIN_ERRORS - 1] + 1) % 4
+    with pytest.raises(GeneNotApplicable, match="fewer than"):
+        gene.compare(value(nearly_right), value(target))
+
+
+def test_probe_labels_load_beside_the_array_and_are_checked(tmp_path, family) -> None:
+    """``NAME.labels.npy`` beside ``NAME.npy`` labels the probes (not part of the probe hash); a
+    probe set without labels has no ``error_agreement`` gene; bad labels are a clear error."""
+    import families
+
+    x, y = families.probes(), families.probe_labels()
+    np.save(tmp_path / "p.npy", x)
+    plain = pg.load_probes(str(tmp_path / "p.npy"))
+    np.save(tmp_path / "p.labels.npy", y)
+    labelled = pg.load_probes(str(tmp_path / "p.npy"))
+    assert plain.labels is None and list(labelled.labels) == list(y)
+    assert plain.hash == labelled.hash and labelled.labels_hash is not None
+    model = pg.load(family.parent, input_shape=(1, 8, 8))
+    assert "error_agreement" not in pg.extract(model, probes=plain, learned=False).genes
+    assert "error_agreement" in pg.extract(model, probes=labelled, learned=False).genes
+    np.save(tmp_path / "p.labels.npy", y[:-1])
+    with pytest.raises(pg.ProgenitorError, match="96 non-negative integers"):
+        pg.load_probes(str(tmp_path / "p.npy"))

@@ -93,6 +93,7 @@ def test_registry_round_trip(reg, tmp_path) -> None:
     dna = reg.dna("parent")
     assert genome_hash(dna) == parent.dna_hash and dna.model["sha256"] == parent.sha256
     assert reg.probe_set() is not None and reg.spec.probes["hash"] == reg.probe_set().hash
+    assert reg.probe_set().labels is not None and "error_agreement" in reg.dna("parent").genes
     with pytest.raises(RegistryError, match="no model"):
         reg.get("nothing-like-this")
 
@@ -107,6 +108,7 @@ def test_registry_round_trip(reg, tmp_path) -> None:
             (e.name, e.dna_hash, e.added_at) for e in entries
         ]
         assert other.spec == reg.spec and other.probe_set().hash == reg.probe_set().hash
+        assert list(other.probe_set().labels) == list(reg.probe_set().labels)  # labels travel too
 
     removed = reg.remove("noised")
     assert removed.name == "noised" and len(reg) == 10
@@ -143,7 +145,7 @@ def test_migration_from_schema_v1(reg, tmp_path) -> None:
     conn.close()
 
     with Registry(path) as registry:
-        assert registry.schema_version == SCHEMA_VERSION == 4
+        assert registry.schema_version == SCHEMA_VERSION == 5
         entries = registry.entries()
         # names come from the references' stems, made unique; columns back-filled from the DNAs
         assert [e.name for e in entries] == ["model", "model-2", "vec"]
@@ -152,7 +154,7 @@ def test_migration_from_schema_v1(reg, tmp_path) -> None:
         ids, vectors = registry.vectors()
         assert list(ids) == [entries[2].id] and np.allclose(vectors[0], np.eye(4)[0])
         versions = [r[0] for r in registry._conn.execute("SELECT version FROM schema_migrations")]
-        assert versions == [1, 2, 3, 4]
+        assert versions == [1, 2, 3, 4, 5]
         crcs = [r[0] for r in registry._conn.execute("SELECT crc32 FROM payloads ORDER BY id")]
         assert all(isinstance(c, int) for c in crcs) and len(crcs) == 3  # back-filled
         key_ids, keys = registry.keys()  # weight keys back-filled for the two white-box DNAs
@@ -161,7 +163,7 @@ def test_migration_from_schema_v1(reg, tmp_path) -> None:
         assert "dna" not in columns and "name" in columns  # payloads moved out of the metadata rows
         assert genome_hash(registry.dna("model-2")) == genome_hash(rows[1][0])
         assert registry.add(reg.dna("pruned-50")).entry.id == 4  # ids continue after the migrated rows
-        registry._conn.execute("INSERT INTO schema_migrations VALUES (5, 'later', 'from the future')")
+        registry._conn.execute("INSERT INTO schema_migrations VALUES (6, 'later', 'from the future')")
     with pytest.raises(RegistryError, match="newer than this release"):
         Registry(path)
 

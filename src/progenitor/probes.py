@@ -29,6 +29,16 @@ class ProbeSet:
     name: str
     kind: Literal["tensor", "text"]
     data: np.ndarray | tuple[str, ...] = field(repr=False)
+    # The true class of each probe (int64, one per probe), when known: genes that ask which
+    # mistakes two models share read them. Not part of ``hash`` (the inputs are the probe set).
+    labels: np.ndarray | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def labels_hash(self) -> str | None:
+        """sha256 of the labels (None without labels)."""
+        if self.labels is None:
+            return None
+        return hashlib.sha256(b"labels\0" + np.ascontiguousarray(self.labels, dtype="<i8").tobytes()).hexdigest()
 
     def __len__(self) -> int:
         return len(self.data)
@@ -53,7 +63,8 @@ class ProbeSet:
         """Human-readable summary used in errors and evidence."""
         if self.kind == "text":
             return f"probe set {self.name!r} ({len(self)} texts)"
-        return f"probe set {self.name!r} ({len(self)} x {list(self.sample_shape or ())})"
+        labelled = ", labelled" if self.labels is not None else ""
+        return f"probe set {self.name!r} ({len(self)} x {list(self.sample_shape or ())}{labelled})"
 
     def batch(self) -> Batch:
         """The inputs in the form ``Model.forward`` takes."""
@@ -70,8 +81,9 @@ class ProbeSet:
         }
 
 
-def from_array(array: np.ndarray, name: str = "array") -> ProbeSet:
-    """A tensor probe set from an array ``(n, ...)``; integer arrays are cast to float32."""
+def from_array(array: np.ndarray, name: str = "array", labels: np.ndarray | None = None) -> ProbeSet:
+    """A tensor probe set from an array ``(n, ...)``; integer arrays are cast to float32.
+    ``labels``: the true class of each probe (non-negative integers, one per probe), if known."""
     array = np.asarray(array)
     if array.ndim < 2 or len(array) == 0:
         raise ProbeError(f"probe array {name!r} must be (n, ...) with n > 0, got shape {array.shape}")
@@ -80,7 +92,24 @@ def from_array(array: np.ndarray, name: str = "array") -> ProbeSet:
     array = np.ascontiguousarray(array, dtype=np.float32)
     if not np.isfinite(array).all():
         raise ProbeError(f"probe array {name!r} holds NaN or infinite values")
-    return ProbeSet(name, "tensor", array)
+    return ProbeSet(name, "tensor", array, None if labels is None else check_labels(labels, len(array), name))
+
+
+def check_labels(labels: np.ndarray, n: int, name: str) -> np.ndarray:
+    """``labels`` as a read-only int64 vector of ``n`` non-negative classes, or ProbeError."""
+    labels = np.asarray(labels)
+    if labels.shape != (n,) or not np.issubdtype(labels.dtype, np.integer) or (n and labels.min() < 0):
+        raise ProbeError(
+            f"labels of probe set {name!r} must be {n} non-negative integers, got {labels.dtype} {labels.shape}"
+        )
+    labels = labels.astype(np.int64)
+    labels.setflags(write=False)
+    return labels
+
+
+def labels_path(path: Path) -> Path:
+    """Where the labels of the probe array ``path`` live: ``NAME.labels.npy`` beside ``NAME.npy``."""
+    return path.with_name(f"{path.stem}.labels.npy")
 
 
 def from_texts(texts: Sequence[str], name: str = "texts") -> ProbeSet:
@@ -217,9 +246,11 @@ def _load_path(path: Path) -> ProbeSet:
     if path.suffix == ".npy":
         try:
             array = np.load(path, allow_pickle=False)
+            labelled = labels_path(path)
+            labels = np.load(labelled, allow_pickle=False) if labelled.is_file() else None
         except (ValueError, OSError, EOFError) as exc:
-            raise ProbeError(f"{path}: not a readable .npy array ({exc})") from exc
-        return from_array(array, path.name)
+            raise ProbeError(f"{path}: not a readable .npy array, or its labels are not ({exc})") from exc
+        return from_array(array, path.name, labels)
     try:
         lines = path.read_text(encoding="utf-8").splitlines()
     except (UnicodeDecodeError, OSError) as exc:

@@ -1,6 +1,6 @@
 """Genes: raw, named, versioned measurements of a model, each with its own comparison."""
 
-from progenitor.genes import data, features, outputs, values, weights  # noqa: F401  (register the genes)
+from progenitor.genes import data, errors, features, outputs, values, weights  # noqa: F401  (register the genes)
 from progenitor.genes._registry import (
     Gene,
     GeneNotApplicable,

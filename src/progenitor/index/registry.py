@@ -34,11 +34,11 @@ from typing import Any
 import numpy as np
 
 from progenitor.dna import DNA, DNAFormatError, load_dna, save_dna
-from progenitor.errors import ProgenitorError
+from progenitor.errors import ProbeError, ProgenitorError
 from progenitor.index._dna import dna_from_bytes, dna_to_bytes, genome_hash
 from progenitor.index.keys import retrieval_key
 from progenitor.index.spec import ExtractorSpec, SpecMismatchError
-from progenitor.probes import ProbeSet
+from progenitor.probes import ProbeSet, from_array, labels_path, load_probes
 
 __all__ = [
     "MIGRATIONS",
@@ -50,7 +50,7 @@ __all__ = [
     "default_db_path",
 ]
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 EXPORT_FORMAT = "progenitor-registry-export"
 EXPORT_VERSION = 1
 _BUSY_TIMEOUT_MS = 60_000
@@ -166,11 +166,17 @@ def _migration_4(conn: sqlite3.Connection) -> None:
         conn.execute("UPDATE payloads SET crc32 = ? WHERE id = ?", (zlib.crc32(blob), model_id))
 
 
+def _migration_5(conn: sqlite3.Connection) -> None:
+    """The probe set's labels (``ProbeSet.labels``, an ``.npy`` of int64), when it has them."""
+    conn.execute("ALTER TABLE probes ADD COLUMN labels BLOB")
+
+
 MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {
     1: _migration_1,
     2: _migration_2,
     3: _migration_3,
     4: _migration_4,
+    5: _migration_5,
 }
 
 
@@ -420,17 +426,15 @@ class Registry:
 
     def store_probes(self, probes: ProbeSet) -> None:
         """Keep the probe set's content, so adds and searches need no ``--probes`` later."""
-        if isinstance(probes.data, np.ndarray):
-            buffer = io.BytesIO()
-            np.save(buffer, probes.data, allow_pickle=False)
-            data = buffer.getvalue()
-        else:
-            data = json.dumps(list(probes.data)).encode()
+        data = _npy(probes.data) if isinstance(probes.data, np.ndarray) else json.dumps(list(probes.data)).encode()
+        labels = None if probes.labels is None else _npy(probes.labels)
         with self._write() as conn:
             conn.execute(
-                "INSERT OR IGNORE INTO probes VALUES (?, ?, ?, ?)",
-                (probes.hash, probes.name, probes.kind, data),
+                "INSERT OR IGNORE INTO probes VALUES (?, ?, ?, ?, ?)",
+                (probes.hash, probes.name, probes.kind, data, labels),
             )
+            if labels is not None:  # a probe set first stored without its labels gets them
+                conn.execute("UPDATE probes SET labels = ? WHERE hash = ? AND labels IS NULL", (labels, probes.hash))
 
     def probe_set(self) -> ProbeSet | None:
         """The spec's probe set when its content is stored here, else None."""
@@ -440,14 +444,16 @@ class Registry:
         return self._probes_by_hash(spec.probes["hash"])
 
     def _probes_by_hash(self, digest: str) -> ProbeSet | None:
-        row = self._conn.execute("SELECT name, kind, data FROM probes WHERE hash = ?", (digest,)).fetchone()
+        row = self._conn.execute("SELECT name, kind, data, labels FROM probes WHERE hash = ?", (digest,)).fetchone()
         if row is None:
             return None
-        name, kind, data = row
+        name, kind, data, labels = row
         if kind == "text":
             probes = ProbeSet(name, "text", tuple(json.loads(data.decode())))
         else:
-            probes = ProbeSet(name, "tensor", np.load(io.BytesIO(data), allow_pickle=False))
+            array = np.load(io.BytesIO(data), allow_pickle=False)
+            stored = None if labels is None else np.load(io.BytesIO(labels), allow_pickle=False)
+            probes = from_array(array, name, stored)
         if probes.hash != digest:
             raise RegistryError(f"{self.path}: stored probe set {name!r} is corrupt (hash mismatch)")
         return probes
@@ -668,9 +674,9 @@ class Registry:
         if probes is not None:
             if isinstance(probes.data, np.ndarray):
                 probes_file = "probes.npy"
-                buffer = io.BytesIO()
-                np.save(buffer, probes.data, allow_pickle=False)
-                write_atomic(out / probes_file, buffer.getvalue())
+                write_atomic(out / probes_file, _npy(probes.data))
+                if probes.labels is not None:
+                    write_atomic(labels_path(out / probes_file), _npy(probes.labels))
             else:
                 probes_file = "probes.json"
                 write_atomic(out / probes_file, json.dumps(list(probes.data)))
@@ -757,12 +763,19 @@ class Registry:
             if info["kind"] == "text":
                 probes = ProbeSet(info["name"], "text", tuple(json.loads(path.read_text("utf-8"))))
             else:
-                probes = ProbeSet(info["name"], "tensor", np.load(path, allow_pickle=False))
-        except (OSError, ValueError) as exc:
+                probes = load_probes(path)  # with the labels beside it, if exported
+                probes = ProbeSet(info["name"], "tensor", probes.data, probes.labels)
+        except (OSError, ValueError, ProbeError) as exc:
             raise RegistryError(f"{path}: cannot read the exported probe set ({exc})") from exc
         if probes.hash != info["hash"]:
             raise RegistryError(f"{path}: probe set does not match its manifest hash")
         self.store_probes(probes)
+
+
+def _npy(array: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    np.save(buffer, array, allow_pickle=False)
+    return buffer.getvalue()
 
 
 def _safe(name: str) -> str:
