@@ -485,6 +485,25 @@ def test_learned_model_dna_joins_the_verdicts(reg) -> None:
     assert tree.method["direction"] == "auto" and len(tree.members) == 11
 
 
+def test_index_verdicts_use_the_source_recipes_null_as_compare_does(reg, monkeypatch) -> None:
+    """Search and trees judge a pair as ``compare`` does: with the source recipe's own null."""
+    from progenitor.calibration import load_calibration
+    from progenitor.index import _relate
+
+    recipes = []
+    real = _relate.decide
+
+    def recording(*args, **kwargs):
+        recipes.append(kwargs["recipe"] if "recipe" in kwargs else (args[8] if len(args) > 8 else None))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(_relate, "decide", recording)
+    source, target = reg.dna("parent"), reg.dna("fine-tuned")
+    relation = _relate.relate(source, target, load_calibration(None), 0.01)
+    assert recipes and set(recipes) == {source.recipe()}
+    assert relation.p_value == pg.compare(source, target, learned=False).p_value
+
+
 def test_learned_classifier_is_skipped_only_where_it_cannot_change_the_verdict(reg) -> None:
     """``relate(learned_if_related=True)`` gives every pair the same verdict, probability, p-value
     and strength as the full verdict, and assesses the classifier exactly on the related pairs."""

@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from progenitor._io import write_atomic
+from progenitor._memo import per_object
 from progenitor.errors import DNAFormatError, IncomparableError
 from progenitor.genes import GeneValue
 
@@ -73,6 +74,9 @@ class DNA:
         The layer structure (kind, units, fan-in of every weight matrix) when weights were read,
         else the output width: models with one signature are "the same recipe" up to seed and data.
         """
+        return _recipe(self)
+
+    def _recipe_signature(self) -> str:
         sketch = self.genes.get("weight_sketch")
         if sketch is not None:
             shape = ";".join(f"{k}{u}x{'x'.join(map(str, f))}" for _, k, u, f, _ in sketch.meta["layers"])
@@ -117,6 +121,10 @@ def check_comparable(a: DNA, b: DNA, genes: list[str]) -> None:
             f"({b.probes['hash'][:12]}) for {b.model.get('ref')}; extract both with the same --probes"
         )
 
+
+
+# A DNA is not changed once made; a search asks each candidate's recipe for every verdict.
+_recipe: per_object[str] = per_object(lambda dna: dna._recipe_signature())
 
 # ------------------------------------------------------------------------------------------ write
 

@@ -61,6 +61,9 @@ class Gene(ABC):
     # "lineage" genes tell related from independent models and enter the verdict; "direction"
     # genes only tell which of two related models is the parent (learned DNA, lineage trees).
     role: ClassVar[str] = "lineage"
+    # Whether the gene's similarity also orders related models (which relative is closest, in
+    # search and trees), or only tells related from independent (``error_agreement``).
+    orders_relatives: ClassVar[bool] = True
     # Genes that read hidden features from only the first so many probes say so, and features
     # are then recorded for those probes only (None: all).
     feature_rows: ClassVar[int | None] = None

@@ -39,6 +39,9 @@ class ErrorAgreement(Gene):
     needs = "forward"
     uses_probes: ClassVar[bool] = True
     description: ClassVar[str] = "on labelled probes, the share of the source's mistakes the target repeats"
+    # A share of some 40 mistakes is too coarse to order relatives: every relative repeats most
+    # of its ancestor's mistakes.
+    orders_relatives: ClassVar[bool] = False
 
     def extract(self, obs: Observation) -> GeneValue:
         probes = obs.probes

@@ -102,10 +102,10 @@ class Relation:
 
 def strength_of(evidence: dict[str, Any]) -> float:
     """Mean standardised Fisher z over the genes with a calibrated null (0 when none), from a
-    Comparison's ``evidence``."""
+    Comparison's ``evidence``; genes that only detect (``Gene.orders_relatives`` False) left out."""
     values = []
-    for gene in evidence.get("genes", {}).values():
-        if gene.get("p_value") is None or not gene.get("null_sd_z"):
+    for name, gene in evidence.get("genes", {}).items():
+        if gene.get("p_value") is None or not gene.get("null_sd_z") or not get_gene(name).orders_relatives:
             continue
         values.append((gene["z"] - gene["null_mean_z"]) / gene["null_sd_z"])
     return float(sum(values) / len(values)) if values else 0.0
@@ -219,12 +219,14 @@ def relate(
 
     scores = score_genes(source, target)
     access = ACCESS_LEVELS[min(ACCESS_LEVELS.index(source.access), ACCESS_LEVELS.index(target.access))]
+    recipe = source.recipe()  # the source recipe's own null where the calibration has one, as in compare
     if bundle is not None and learned_if_related:
-        plain = decide(names[0], names[1], access, scores, calibration, alpha)
+        plain = decide(names[0], names[1], access, scores, calibration, alpha, recipe=recipe)
         if plain.p_value is None or plain.p_value >= alpha:
             return relation_of(plain, source, target)
     learned = None if bundle is None else learned_evidence(bundle.assess(source, target), bundle.null_model())
-    return relation_of(decide(names[0], names[1], access, scores, calibration, alpha, None, learned), source, target)
+    result = decide(names[0], names[1], access, scores, calibration, alpha, None, learned, recipe)
+    return relation_of(result, source, target)
 
 
 def related_either_way(pair: Callable[[str, str], Relation], a: str, b: str, directional: bool) -> Relation:

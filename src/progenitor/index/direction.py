@@ -145,9 +145,38 @@ def copy_step(a: DNA, b: DNA) -> str | None:
     return None
 
 
+@per_object
+def _layer_kinds(dna: DNA) -> tuple[str, ...] | None:
+    gene = dna.genes.get("weight_sketch")
+    return None if gene is None else tuple(str(layer[1]) for layer in gene.meta["layers"])
+
+
+@per_object
+def _errors(dna: DNA) -> tuple[str, int] | None:
+    gene = dna.genes.get("error_agreement")
+    return None if gene is None else (str(gene.meta["labels"]), int(gene.arrays["wrong"].sum()))
+
+
+def _accuracy_vote(a: DNA, b: DNA) -> float | None:
+    """Between models of two architectures (other layer kinds), the more accurate on the labelled
+    probes is the parent (``4 tanh(Δerrors / 4)``); None when either lacks ``error_agreement`` on
+    the same labels, or the architectures are one (structured pruning keeps the layer kinds)."""
+    kinds_a, kinds_b, errors_a, errors_b = _layer_kinds(a), _layer_kinds(b), _errors(a), _errors(b)
+    if kinds_a is None or kinds_b is None or kinds_a == kinds_b:
+        return None
+    if errors_a is None or errors_b is None or errors_a[0] != errors_b[0]:
+        return None
+    return 4.0 * math.tanh((errors_b[1] - errors_a[1]) / 4.0)
+
+
 def weight_stats_votes(a: DNA, b: DNA) -> dict[str, float]:
-    """The log-odds votes (sparsity, size, kurtosis, precision) that ``a`` is the parent of ``b``."""
-    votes = {"size": _size_vote(a, b), "sparsity": 0.0, "kurtosis": 0.0, "precision": 0.0}
+    """The log-odds votes (sparsity, size, kurtosis, precision, accuracy) that ``a`` is the parent
+    of ``b``."""
+    votes = {"size": _size_vote(a, b), "sparsity": 0.0, "kurtosis": 0.0, "precision": 0.0, "accuracy": 0.0}
+    accuracy = _accuracy_vote(a, b)
+    if accuracy is not None:
+        # A student of another architecture is the distiller's choice of size, larger or smaller.
+        votes["size"], votes["accuracy"] = 0.0, accuracy
     la, lb = _lossy(a), _lossy(b)
     if la is not None and lb is not None:
         votes["precision"] = 4.0 * math.tanh((lb - la) / 0.05)
