@@ -35,8 +35,9 @@ def test_independent_same_recipe_is_not_derived(results, other) -> None:
 
 def test_evidence_names_genes_and_null(results) -> None:
     ev = results["fine-tuned"].evidence
-    # TorchScript: no hooks, so no features; the probes are labelled, so mistakes are compared
-    assert set(ev["genes"]) == {"weight_sketch", "output_geometry", "output_logits", "error_agreement"}
+    # TorchScript: no hooks, so no features; the probes are labelled, but the parent errs on too
+    # few of them for error_agreement to say anything
+    assert set(ev["genes"]) == {"weight_sketch", "output_geometry", "output_logits"}
     for gene in ev["genes"].values():
         assert gene["null_from"] == "supplied independent models" and gene["null_n"] == 4
     assert results["fine-tuned"].access == "white"
@@ -45,8 +46,7 @@ def test_evidence_names_genes_and_null(results) -> None:
 def test_black_box_access_only(saved) -> None:
     null = [saved[f"independent{i}"] for i in range(4)]
     r = pg.compare(saved["parent"], saved["noised"], probes=saved["probes"], access="black", null=null)
-    assert r.access == "black"
-    assert set(r.evidence["genes"]) == {"output_geometry", "output_logits", "error_agreement"}
+    assert r.access == "black" and set(r.evidence["genes"]) == {"output_geometry", "output_logits"}
     assert r.verdict == "derived"
 
 

@@ -13,10 +13,12 @@ from progenitor.probes import from_array
 
 
 @pytest.fixture(scope="module")
-def observations(family, probes_array):
+def observations(family):
     import families
 
-    probes = from_array(probes_array, "probes", families.probe_labels())  # labelled: error_agreement
+    # Every held-out digit, labelled: the parent errs on enough of them for error_agreement.
+    x, y = families.digits()
+    probes = from_array(x[1500:], "held-out", y[1500:])
     sample = pg.load_probes(families.digits()[0][:200])  # the data-driven gene needs a sample
 
     def obs(m: torch.nn.Module) -> Observation:
@@ -290,20 +292,20 @@ def test_error_agreement_counts_the_sources_mistakes_the_target_repeats() -> Non
     from progenitor.genes.errors import MIN_ERRORS
 
     gene = get_gene("error_agreement")
-    labels = np.arange(20) % 4
+    labels = np.arange(100) % 4
     source = labels.copy()
-    source[:8] = (labels[:8] + 1) % 4  # wrong on the first 8 probes
+    source[:32] = (labels[:32] + 1) % 4  # wrong on the first 32 probes
     target = labels.copy()
-    target[:6] = source[:6]  # repeats 6 of those 8 mistakes ...
-    target[10:14] = (labels[10:14] + 2) % 4  # ... and makes 4 of its own
+    target[:24] = source[:24]  # repeats 24 of those 32 mistakes ...
+    target[40:56] = (labels[40:56] + 2) % 4  # ... and makes 16 of its own
 
     def value(top: np.ndarray, labels_hash: str = "L") -> pg.genes.GeneValue:
         arrays = {"top1": top.astype(np.int32), "wrong": (top != labels).astype(np.uint8)}
-        return pg.genes.GeneValue(arrays, {"n": 20, "width": 4, "labels": labels_hash})
+        return pg.genes.GeneValue(arrays, {"n": 100, "width": 4, "labels": labels_hash})
 
     score = gene.compare(value(source), value(target))
-    assert score.similarity == pytest.approx(6 / 8) and score.details == {"source_errors": 8, "repeated": 6}
-    assert gene.compare(value(target), value(source)).similarity == pytest.approx(6 / 10)  # directional
+    assert score.similarity == pytest.approx(24 / 32) and score.details == {"source_errors": 32, "repeated": 24}
+    assert gene.compare(value(target), value(source)).similarity == pytest.approx(24 / 40)  # directional
     with pytest.raises(GeneNotApplicable, match="labels"):
         gene.compare(value(source), value(target, "other"))
     nearly_right = labels.copy()

@@ -22,11 +22,15 @@ import numpy as np
 
 from progenitor.genes._registry import Gene, GeneNotApplicable, GeneScore, GeneValue, register_gene
 from progenitor.genes.observe import Observation
-from progenitor.genes.outputs import MAX_PROBES, finite_outputs
+from progenitor.genes.outputs import finite_outputs
 
-# A source right on all but a handful of probes leaves too few mistakes for a share to mean
-# anything (one repeated mistake of two would read as 50%).
-MIN_ERRORS = 5
+# The share is judged against a calibrated null of independent pairs, whose spread was measured
+# on shares of 21 to 250 mistakes (the standard zoo: 256 probes). A share of fewer mistakes carries
+# more sampling noise than that null allows for (binomial sd 0.5/sqrt(k): 0.11 at 20, 0.18 at 8),
+# and a student-like 8 of 8 would read as overwhelming evidence. Below this, the gene sits out.
+MIN_ERRORS = 20
+# Every probe counts (more probes, more mistakes to compare); 5 bytes each.
+MAX_PROBES = 4096
 
 
 @register_gene

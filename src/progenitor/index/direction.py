@@ -22,6 +22,12 @@ parent search (``direction=``). The shipped ones:
     float16-exact weights, a quantized copy repeats values on its grid (``layer_precision``): the
     lossier model is the child (``4 tanh(Δlossy / 0.05)``, ``lossy`` the mean over layers of the
     larger of the two fractions).
+  - **accuracy**, between models of two architectures (other layer kinds) that both carry
+    ``error_agreement`` on the same labelled probes: such a pair can only be a teacher and its
+    student, whose size is the distiller's choice, so the size vote is dropped and the model with
+    fewer mistakes is the parent (``4 tanh(Δerrors / 4)``). On the standard zoo's validation
+    families the child was the less accurate in 26 of 30 such derived pairs (its students are five
+    times *larger* than their teachers, so the size vote pointed the wrong way).
 
   Models with the same weights up to permutation or small noise (``permute``, ``noise``, an
   export to another format) have no direction under this signal: 0.5.
