@@ -184,3 +184,24 @@ def test_bench_refuses_a_split_without_negatives(bench_zoo: Path, tmp_path: Path
         run_bench(BenchConfig(zoo=bench_zoo, out=tmp_path, methods=["sac_m"], split="test"))
     with pytest.raises(ProgenitorError, match="unknown method"):
         run_bench(BenchConfig(zoo=bench_zoo, out=tmp_path, methods=["nope"], split="train", scheme="arch"))
+
+
+def test_ours_detects_with_compare_and_ranks_lineage_with_the_index(saved) -> None:
+    """Ours' pair result carries ``compare``'s p-value (detection metrics) and, when parent
+    queries or trees ask, the relation ``progenitor search`` judges (``relate``: pooled null)."""
+    import progenitor as pg
+    from progenitor.bench.methods import BenchContext, ProgenitorMethod
+    from progenitor.calibration import load_calibration
+    from progenitor.index._relate import relate
+
+    calibration = load_calibration(None)
+    context = BenchContext(pg.load_probes(str(saved["probes"])), calibration, None, 0.01)
+    method = ProgenitorMethod("progenitor-genes", context, learned=False)
+    source = pg.extract(saved["parent"], probes=saved["probes"], learned=False)
+    target = pg.extract(saved["fine-tuned"], probes=saved["probes"], learned=False)
+    result = method.score(source, [target])[0]
+    assert result.p_value == pg.compare(source, target, calibration=calibration, learned=False).p_value
+    assert "relation" not in result.extra  # judged only when asked
+    lineage = method.relation(result)
+    assert lineage.p_value == relate(source, target, calibration, 0.01).p_value and lineage.verdict == "derived"
+    assert method.relation(result) is lineage

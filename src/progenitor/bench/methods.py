@@ -21,7 +21,7 @@ from __future__ import annotations
 import math
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -169,11 +169,10 @@ class ProgenitorMethod(Method):
 
         related, eligible = [], set()
         for name, dna in candidates.items():
-            r = result(name, target)
-            if not r.decided:
+            rel = self.relation(result(name, target))
+            if rel.verdict != "derived":
                 continue
             d = self.direction(dna, fp_target)
-            rel = self.relation(r)
             related.append((edge_cost(rel, d, 1.0), name))
             if parent_eligible(rel, d, dna, fp_target):
                 eligible.add(name)
@@ -193,7 +192,10 @@ class ProgenitorMethod(Method):
 
     @staticmethod
     def relation(result: PairResult) -> Relation:
-        """The index's Relation for a cached pair result (verdict, probability, strength, alignment)."""
+        """The index's Relation for a cached pair result (verdict, probability, strength, alignment),
+        as search and trees judge the pair (``progenitor.index._relate.relate``: the pooled null)."""
+        if "relation" not in result.extra and "lineage" in result.extra:
+            result.extra["relation"] = result.extra.pop("lineage")()  # judged when first needed
         relation = result.extra.get("relation")
         return relation if relation is not None else Relation(result.extra.get("verdict", "unrelated"), 0.0, None, 0.0)
 
@@ -219,18 +221,34 @@ class ProgenitorMethod(Method):
         return int(fp.nbytes()) + vector
 
     def score(self, fp_source: Any, fp_targets: Sequence[Any]) -> list[PairResult]:
+        """``compare``'s verdict on each pair (the detection metrics), and the index's relation of
+        it (parent queries and trees), as ``progenitor compare`` and ``progenitor search`` give them."""
+        from progenitor.index._relate import relate
+
         results = compare_many(fp_source, list(fp_targets), calibration=self.context.calibration,
                                alpha=self.context.alpha, learned=self.bundle if self.bundle is not None else False)
-        return [_ours(relation_of(c, fp_source, t)) for c, t in zip(results, fp_targets, strict=True)]
+        context = self.context
+
+        def lineage(target: Any) -> Callable[[], Relation]:
+            def judge() -> Relation:
+                relation = relate(fp_source, target, context.calibration, context.alpha, bundle=self.bundle,
+                                  learned_if_related=True)
+                relation.comparison = None  # the bench keeps every pair: the numbers, not the evidence
+                return relation
+
+            return judge
+
+        return [_ours(relation_of(c, fp_source, t), lineage(t)) for c, t in zip(results, fp_targets, strict=True)]
 
 
-def _ours(relation: Relation) -> PairResult:
-    p = relation.p_value
+def _ours(verdict: Relation, lineage: Callable[[], Relation]) -> PairResult:
+    """A pair's result: ``compare``'s verdict now, the index's relation when ``relation`` asks
+    (only the parent queries' and trees' pairs need it; the compare timing leaves it out)."""
+    p = verdict.p_value
     if p is None:
-        return PairResult(float("nan"), None, False, 0.0, {"verdict": relation.verdict})
-    relation.comparison = None  # the bench keeps every pair: the numbers, not the evidence
-    return PairResult(-math.log10(max(p, P_FLOOR)), p, relation.verdict == "derived", relation.strength,
-                      {"relation": relation})
+        return PairResult(float("nan"), None, False, 0.0, {"verdict": verdict.verdict, "lineage": lineage})
+    return PairResult(-math.log10(max(p, P_FLOOR)), p, verdict.verdict == "derived", verdict.strength,
+                      {"lineage": lineage})
 
 
 class BaselineMethod(Method):

@@ -258,6 +258,8 @@ def _worker(config: BenchConfig, names: list[str], calibration_path: str) -> lis
     for name in names:
         evaluation, run = _run_one(name, tasks, context, config, note)
         run.method = None  # type: ignore[assignment]  # the parent re-attaches its own adapter
+        for result in run.results.values():  # lineage relations never asked for: closures, not sent
+            result.extra.pop("lineage", None)
         out.append((evaluation, run))
     return out
 

@@ -207,7 +207,15 @@ def relate(
     bundle: Any = None,
     learned_if_related: bool = False,
 ) -> Relation:
-    """The full verdict on ``target`` derived from ``source`` (as ``compare`` gives), with its strength.
+    """The full verdict on ``target`` derived from ``source``, with its strength, for lineage.
+
+    As ``compare`` gives it, except that every pair is judged against the calibration's pooled
+    null, not the source recipe's own: search and trees weigh candidates of many recipes against
+    each other, and a recipe's own null would put each candidate's strength on its own scale. On
+    the standard zoo's validation families the pooled null gave top-1 parents 62.9% (own nulls
+    61.5%), trees 67.6% (64.8%), no same-architecture false positive (one); ``compare``'s
+    verdict on a single pair keeps the recipe's null, which detects students better (extraction
+    AUC 0.851 against 0.795).
 
     ``bundle`` is a learned Model DNA (``learned_bundle``) whose classifier joins the evidence.
     The classifier changes only a verdict whose genes call the pair related (combined p-value
@@ -219,14 +227,12 @@ def relate(
 
     scores = score_genes(source, target)
     access = ACCESS_LEVELS[min(ACCESS_LEVELS.index(source.access), ACCESS_LEVELS.index(target.access))]
-    recipe = source.recipe()  # the source recipe's own null where the calibration has one, as in compare
     if bundle is not None and learned_if_related:
-        plain = decide(names[0], names[1], access, scores, calibration, alpha, recipe=recipe)
+        plain = decide(names[0], names[1], access, scores, calibration, alpha)
         if plain.p_value is None or plain.p_value >= alpha:
             return relation_of(plain, source, target)
     learned = None if bundle is None else learned_evidence(bundle.assess(source, target), bundle.null_model())
-    result = decide(names[0], names[1], access, scores, calibration, alpha, None, learned, recipe)
-    return relation_of(result, source, target)
+    return relation_of(decide(names[0], names[1], access, scores, calibration, alpha, None, learned), source, target)
 
 
 def related_either_way(pair: Callable[[str, str], Relation], a: str, b: str, directional: bool) -> Relation:
