@@ -329,16 +329,25 @@ def pair_layers(a: list[Layer], b: list[Layer]) -> list[tuple[int, int]]:
     """
     if not a or not b:
         return []
+    return list(_pairing(tuple((la.shape_key(), la.depth) for la in a), tuple((lb.shape_key(), lb.depth) for lb in b)))
+
+
+@functools.lru_cache(maxsize=4096)
+def _pairing(
+    a: tuple[tuple[tuple[Any, ...], float], ...], b: tuple[tuple[tuple[Any, ...], float], ...]
+) -> tuple[tuple[int, int], ...]:
+    """``pair_layers`` on the layers' (shape key, depth): the same for every pair of models of two
+    architectures, so a search solves it once per pair of architectures, not per candidate."""
     big = 1e6
     cost = np.full((len(a), len(b)), big)
-    for i, la in enumerate(a):
-        for j, lb in enumerate(b):
-            if la.kind != lb.kind:
+    for i, (shape_a, depth_a) in enumerate(a):
+        for j, (shape_b, depth_b) in enumerate(b):
+            if shape_a[0] != shape_b[0]:  # the kinds differ
                 continue
-            shape_penalty = 0.0 if la.shape_key() == lb.shape_key() else 1.0
-            cost[i, j] = shape_penalty + abs(la.depth - lb.depth)
+            shape_penalty = 0.0 if shape_a == shape_b else 1.0
+            cost[i, j] = shape_penalty + abs(depth_a - depth_b)
     rows, cols = linear_sum_assignment(cost)
-    return [(int(i), int(j)) for i, j in zip(rows, cols, strict=True) if cost[i, j] <= 1.5]
+    return tuple((int(i), int(j)) for i, j in zip(rows, cols, strict=True) if cost[i, j] <= 1.5)
 
 
 def layer_moments(w: np.ndarray) -> tuple[float, float, float]:
