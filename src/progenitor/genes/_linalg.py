@@ -20,7 +20,11 @@ def upper_triangle(matrix: np.ndarray, diagonal: bool = False) -> np.ndarray:
 
 
 def correlation(a: np.ndarray, b: np.ndarray) -> float:
-    """Pearson correlation of two equally long vectors; 0 when either is constant."""
+    """Pearson correlation of two equally long vectors; 0 when either is constant.
+
+    The vectors are taken as unchanging (a DNA's arrays never change): each one's centred copy is
+    kept while it lives, so a vector correlated with many others is centred once.
+    """
     (a, aa), (b, bb) = _centred(a), _centred(b)
     denom = np.sqrt(aa * bb)
     return float((a * b).sum() / denom) if denom > 0 else 0.0
