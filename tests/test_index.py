@@ -503,6 +503,39 @@ def test_learned_model_dna_joins_the_verdicts(reg) -> None:
     assert tree.method["direction"] == "auto" and len(tree.members) == 11
 
 
+def test_index_verdicts_are_compares_and_rank_on_the_pooled_null(reg, monkeypatch) -> None:
+    """Search and trees judge a pair as ``compare`` does (the source recipe's own null), and order
+    related candidates by a strength measured on the calibration's pooled null (one scale)."""
+    from progenitor.api import score_genes
+    from progenitor.calibration import load_calibration
+    from progenitor.index import _relate
+    from progenitor.verdict import gene_evidence
+
+    recipes = []
+    real = _relate.decide
+
+    def recording(*args, **kwargs):
+        recipes.append(kwargs["recipe"] if "recipe" in kwargs else (args[8] if len(args) > 8 else None))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(_relate, "decide", recording)
+    source, target = reg.dna("parent"), reg.dna("fine-tuned")
+    shipped = load_calibration(None)
+    # A calibration whose nulls for the source's recipe differ from the pooled ones.
+    calibration = dataclasses.replace(shipped, genes={
+        name: dataclasses.replace(null, groups={source.recipe(): [v + 0.5 for v in null.null[:40]]},
+                                  group_clusters={})
+        for name, null in shipped.genes.items()
+    })
+    relation = _relate.relate(source, target, calibration, 0.01)
+    assert recipes and set(recipes) == {source.recipe()}
+    assert relation.p_value == pg.compare(source, target, calibration=calibration, learned=False).p_value
+    scores = score_genes(source, target)
+    pooled = _relate.strength_of({"genes": gene_evidence(scores, calibration)})
+    own = _relate.strength_of({"genes": gene_evidence(scores, calibration, recipe=source.recipe())})
+    assert relation.strength == pooled != own
+
+
 def test_learned_classifier_is_skipped_only_where_it_cannot_change_the_verdict(reg) -> None:
     """``relate(learned_if_related=True)`` gives every pair the same verdict, probability, p-value
     and strength as the full verdict, and assesses the classifier exactly on the related pairs."""

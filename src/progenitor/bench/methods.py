@@ -193,7 +193,8 @@ class ProgenitorMethod(Method):
     @staticmethod
     def relation(result: PairResult) -> Relation:
         """The index's Relation for a cached pair result (verdict, probability, strength, alignment),
-        as search and trees judge the pair (``progenitor.index._relate.relate``: the pooled null)."""
+        as search and trees judge the pair (``progenitor.index._relate.relate``: ``compare``'s
+        verdict, the strength on the pooled null)."""
         if "relation" not in result.extra and "lineage" in result.extra:
             result.extra["relation"] = result.extra.pop("lineage")()  # judged when first needed
         relation = result.extra.get("relation")

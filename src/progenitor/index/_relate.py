@@ -49,7 +49,7 @@ from progenitor.dna import DNA
 from progenitor.genes import GeneNotApplicable, get_gene
 from progenitor.index.direction import copy_step
 from progenitor.models.base import ACCESS_LEVELS
-from progenitor.verdict import Comparison, decide
+from progenitor.verdict import Comparison, decide, gene_evidence
 
 VERDICT_RANK = {"derived": 0, "inconclusive": 1, "unrelated": 2}
 ALIGNED_BONUS = 5.0  # chosen with the tree's CENTRALITY on the standard zoo's validation families
@@ -140,11 +140,13 @@ def permutation_of(evidence: dict[str, Any]) -> tuple[bool | None, bool]:
     return permuted, permuted and "similarity" in logits and float(logits["similarity"]) < SAME_FUNCTION
 
 
-def relation_of(comparison: Comparison, source: DNA, target: DNA) -> Relation:
-    """The Relation of a pair from its full verdict (``comparison``) and the two DNAs."""
+def relation_of(comparison: Comparison, source: DNA, target: DNA, strength: float | None = None) -> Relation:
+    """The Relation of a pair from its full verdict (``comparison``) and the two DNAs; its
+    strength from the verdict's evidence unless given (``relate`` measures it on the pooled null)."""
     evidence = comparison.evidence
     return Relation(
-        comparison.verdict, comparison.probability, comparison.p_value, strength_of(evidence), comparison,
+        comparison.verdict, comparison.probability, comparison.p_value,
+        strength_of(evidence) if strength is None else strength, comparison,
         aligned_of(evidence), *copied_of(source, target), *permutation_of(evidence),
     )
 
@@ -207,15 +209,15 @@ def relate(
     bundle: Any = None,
     learned_if_related: bool = False,
 ) -> Relation:
-    """The full verdict on ``target`` derived from ``source``, with its strength, for lineage.
+    """The full verdict on ``target`` derived from ``source`` (as ``compare`` gives it: against the
+    source recipe's own null where the calibration has one), with its strength for lineage.
 
-    As ``compare`` gives it, except that every pair is judged against the calibration's pooled
-    null, not the source recipe's own: search and trees weigh candidates of many recipes against
-    each other, and a recipe's own null would put each candidate's strength on its own scale. On
-    the standard zoo's validation families the pooled null gave top-1 parents 62.9% (own nulls
-    61.5%), trees 67.6% (64.8%), no same-architecture false positive (one); ``compare``'s
-    verdict on a single pair keeps the recipe's null, which detects students better (extraction
-    AUC 0.851 against 0.795).
+    The strength, which orders related candidates in search and trees, is measured against the
+    calibration's pooled null instead: those weigh candidates of many recipes against each other,
+    and each recipe's own null would put each candidate on its own scale. On the standard zoo's
+    validation families: own nulls throughout gave top-1 parents 61.5% and trees 64.8%; the
+    pooled null throughout 62.9% and 67.6% (but detected fewer students: extraction AUC 0.795
+    against 0.851); this split 63.4% and 69.5%, with ``compare``'s verdicts.
 
     ``bundle`` is a learned Model DNA (``learned_bundle``) whose classifier joins the evidence.
     The classifier changes only a verdict whose genes call the pair related (combined p-value
@@ -227,12 +229,15 @@ def relate(
 
     scores = score_genes(source, target)
     access = ACCESS_LEVELS[min(ACCESS_LEVELS.index(source.access), ACCESS_LEVELS.index(target.access))]
+    recipe = source.recipe()
+    strength = strength_of({"genes": gene_evidence(scores, calibration)})  # the pooled null: one scale
     if bundle is not None and learned_if_related:
-        plain = decide(names[0], names[1], access, scores, calibration, alpha)
+        plain = decide(names[0], names[1], access, scores, calibration, alpha, recipe=recipe)
         if plain.p_value is None or plain.p_value >= alpha:
-            return relation_of(plain, source, target)
+            return relation_of(plain, source, target, strength)
     learned = None if bundle is None else learned_evidence(bundle.assess(source, target), bundle.null_model())
-    return relation_of(decide(names[0], names[1], access, scores, calibration, alpha, None, learned), source, target)
+    result = decide(names[0], names[1], access, scores, calibration, alpha, None, learned, recipe)
+    return relation_of(result, source, target, strength)
 
 
 def related_either_way(pair: Callable[[str, str], Relation], a: str, b: str, directional: bool) -> Relation:
