@@ -1,6 +1,6 @@
 """End-to-end parent search latency on a real registry (writes benchmarks/search_latency.json).
 
-    .venv/bin/python benchmarks/search_latency.py --zoo ZOO [--queries 40]
+    .venv/bin/python benchmarks/search_latency.py --zoo ZOO [--queries 40] [--candidates 50[,20,...]]
 
 Registers every image model of a built zoo (its cached DNAs, with the packaged learned vectors
 and weight keys) in a temporary SQLite registry, then times ``ParentSearch`` on the test
@@ -12,7 +12,8 @@ garbage collector (``gc.freeze()``), as a long-running service would. Reported: 
 percentile per query, candidates re-ranked per query, the retrieval share (the nearest-neighbour
 lookups alone, timed separately), and how often the answer (parent or abstention) equals that
 of the exhaustive search (every registered model re-ranked; issue 5's target is that retrieval
-loses nothing).
+loses nothing). With several ``--candidates`` depths, each is timed on the same queries
+(``sweep``): the trade between the depth and answering as the exhaustive search does.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--zoo", type=Path, required=True)
     parser.add_argument("--queries", type=int, default=40)
+    parser.add_argument("--candidates", default="50", help="retrieval depths to time, comma-separated (default 50)")
     parser.add_argument("--out", type=Path, default=Path(__file__).with_name("search_latency.json"))
     args = parser.parse_args()
     torch.set_num_threads(1)
@@ -55,36 +57,47 @@ def main() -> None:
         frozen = gc.get_freeze_count() + len(gc.get_objects())
         gc.freeze()
         targets = [m for m in ids if zoo.models[m]["split"] == "test"][: args.queries + 1]
-        total, retrieval, scored, same = [], [], [], []
+        depths = [int(k) for k in args.candidates.split(",")]
+        runs = {k: {"total": [], "retrieval": [], "scored": [], "same": []} for k in depths}
         for i, model_id in enumerate(targets):
             entry = registry.get(model_id)
             dna = registry.dna(entry)
-            started = time.perf_counter()
-            search.candidates_for(dna, 51)
-            found = time.perf_counter() - started
-            started = time.perf_counter()
-            result = search(dna, top=5, name=model_id, order=entry.id)
-            if i:  # the first query warms caches
-                total.append(1000 * (time.perf_counter() - started))
-                retrieval.append(1000 * found)
-                scored.append(result.n_scored)
-                full = exhaustive(dna, top=5, name=model_id, order=entry.id)
-                same.append(_answer(result) == _answer(full))
+            full = exhaustive(dna, top=5, name=model_id, order=entry.id) if i else None
+            for k, run in runs.items():
+                started = time.perf_counter()
+                search.candidates_for(dna, k + 1)
+                found = time.perf_counter() - started
+                started = time.perf_counter()
+                result = search(dna, top=5, candidates=k, name=model_id, order=entry.id)
+                if i:  # the first query warms caches
+                    run["total"].append(1000 * (time.perf_counter() - started))
+                    run["retrieval"].append(1000 * found)
+                    run["scored"].append(result.n_scored)
+                    run["same"].append(_answer(result) == _answer(full))
         registry.close()
+    sweep = [{"candidates": k, **_summary(run)} for k, run in runs.items()]
     out = {
         "zoo": zoo.zoo_hash[:16],
         "registered": len(ids),
-        "queries": len(total),
-        "query_ms_median": round(statistics.median(total), 1),
-        "query_ms_p95": round(sorted(total)[int(0.95 * (len(total) - 1))], 1),
-        "retrieval_ms_median": round(statistics.median(retrieval), 2),
-        "candidates_reranked_median": statistics.median(scored),
-        "same_answer_as_exhaustive": round(sum(same) / len(same), 4),
+        "queries": len(runs[depths[0]]["total"]),
+        **{k: v for k, v in sweep[0].items() if k != "candidates"},
         "objects_frozen_after_loading": frozen,
+        **({"sweep": sweep} if len(sweep) > 1 else {}),
         "load_average_at_end": [round(x, 2) for x in os.getloadavg()],
     }
     args.out.write_text(json.dumps(out, indent=1) + "\n")
     print(json.dumps(out))
+
+
+def _summary(run: dict[str, list]) -> dict[str, float]:
+    total = run["total"]
+    return {
+        "query_ms_median": round(statistics.median(total), 1),
+        "query_ms_p95": round(sorted(total)[int(0.95 * (len(total) - 1))], 1),
+        "retrieval_ms_median": round(statistics.median(run["retrieval"]), 2),
+        "candidates_reranked_median": statistics.median(run["scored"]),
+        "same_answer_as_exhaustive": round(sum(run["same"]) / len(run["same"]), 4),
+    }
 
 
 def _answer(result: object) -> str | None:
