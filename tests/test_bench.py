@@ -188,7 +188,8 @@ def test_bench_refuses_a_split_without_negatives(bench_zoo: Path, tmp_path: Path
 
 def test_ours_detects_with_compare_and_ranks_lineage_with_the_index(saved) -> None:
     """Ours' pair result carries ``compare``'s p-value (detection metrics) and, when parent
-    queries or trees ask, the relation ``progenitor search`` judges (``relate``: pooled null)."""
+    queries or trees ask, the relation ``progenitor search`` judges (``relate``: compare's
+    verdict, its strength on the pooled null)."""
     import progenitor as pg
     from progenitor.bench.methods import BenchContext, ProgenitorMethod
     from progenitor.calibration import load_calibration
