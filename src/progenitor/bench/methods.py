@@ -18,6 +18,7 @@ the model's training data, exactly as ``progenitor.zoo.dna_dataset.ZooDNA`` extr
 
 from __future__ import annotations
 
+import functools
 import math
 import time
 from abc import ABC, abstractmethod
@@ -38,7 +39,7 @@ from progenitor.calibration import Calibration
 from progenitor.dna import DNA
 from progenitor.errors import ProgenitorError
 from progenitor.genes import GeneNotApplicable
-from progenitor.index._relate import Relation, edge_cost, parent_eligible, relation_of
+from progenitor.index._relate import Relation, edge_cost, parent_eligible, relate, relation_of
 from progenitor.models.base import Model
 from progenitor.probes import ProbeSet
 from progenitor.verdict import DEFAULT_ALPHA
@@ -224,22 +225,20 @@ class ProgenitorMethod(Method):
     def score(self, fp_source: Any, fp_targets: Sequence[Any]) -> list[PairResult]:
         """``compare``'s verdict on each pair (the detection metrics), and the index's relation of
         it (parent queries and trees), as ``progenitor compare`` and ``progenitor search`` give them."""
-        from progenitor.index._relate import relate
-
         results = compare_many(fp_source, list(fp_targets), calibration=self.context.calibration,
                                alpha=self.context.alpha, learned=self.bundle if self.bundle is not None else False)
-        context = self.context
+        return [
+            _ours(relation_of(c, fp_source, t), functools.partial(_lineage, fp_source, t, self.context, self.bundle))
+            for c, t in zip(results, fp_targets, strict=True)
+        ]
 
-        def lineage(target: Any) -> Callable[[], Relation]:
-            def judge() -> Relation:
-                relation = relate(fp_source, target, context.calibration, context.alpha, bundle=self.bundle,
-                                  learned_if_related=True)
-                relation.comparison = None  # the bench keeps every pair: the numbers, not the evidence
-                return relation
 
-            return judge
-
-        return [_ours(relation_of(c, fp_source, t), lineage(t)) for c, t in zip(results, fp_targets, strict=True)]
+def _lineage(source: DNA, target: DNA, context: BenchContext, bundle: Any) -> Relation:
+    """The relation search and trees judge for a pair, without its evidence (the bench keeps
+    every pair: the numbers, not the evidence)."""
+    relation = relate(source, target, context.calibration, context.alpha, bundle=bundle, learned_if_related=True)
+    relation.comparison = None
+    return relation
 
 
 def _ours(verdict: Relation, lineage: Callable[[], Relation]) -> PairResult:
