@@ -238,6 +238,19 @@ def test_foreign_extractor_specs_are_rejected(reg, saved, probes_array) -> None:
     assert ExtractorSpec.from_json(json.dumps(spec.to_json())) == spec
 
 
+def test_an_index_adopts_genes_added_after_it_was_created(reg, tmp_path) -> None:
+    dna = reg.dna("noised")
+    old = dataclasses.replace(reg.spec, genes={n: v for n, v in reg.spec.genes.items() if n != "weight_sketch"})
+    with Registry(tmp_path / "old.sqlite") as older:
+        older.set_spec(old)  # as a release without weight_sketch would have created it
+        assert older.add(dna).added
+        assert older.spec.genes["weight_sketch"] == dna.versions["weight_sketch"]
+        unknown = dataclasses.replace(reg.dna("parent"), versions={**dna.versions, "not_a_gene": 1})
+        with pytest.raises(SpecMismatchError, match="gene not_a_gene v1, which the index does not know"):
+            older.add(unknown)
+        assert len(older) == 1
+
+
 # -------------------------------------------------------------------------------------- search
 
 

@@ -5,8 +5,11 @@ A registry is created with one spec and refuses DNAs made another way, naming th
 spec has three parts:
 
 * ``genes``: gene name -> extractor version. A DNA may hold fewer genes than the spec (a
-  black-box endpoint has no weight genes), never another version of one, nor a gene the spec
-  does not know.
+  black-box endpoint has no weight genes), never another version of one. A gene the spec does
+  not list is accepted when this release registers it at the DNA's version (a gene added by a
+  later release than the one that created the index), and the index adopts it: its older DNAs
+  lack it, and pairs are compared on the genes both hold, as for a black-box DNA. A gene this
+  release does not know is refused.
 * ``probes``: the probe set (name, hash, kind, shape, n). DNAs whose genes used no probes
   (weights only) fit any spec; the first DNA that used probes fixes them when the spec had none.
 * ``vector``: the generator of the learned DNA vectors (name, version, hash), or None when the
@@ -74,8 +77,11 @@ class ExtractorSpec:
         """Every way ``dna`` differs from this spec (empty when it fits)."""
         ref = dna.model.get("ref", "this DNA")
         out = []
+        installed = current_gene_versions()
         for name, version in sorted(dna.versions.items()):
             if name not in self.genes:
+                if installed.get(name) == int(version):
+                    continue  # a gene added after the index was created: adopted on add
                 known = ", ".join(sorted(self.genes)) or "none"
                 out.append(f"{ref} has gene {name} v{version}, which the index does not know (index genes: {known})")
             elif int(version) != int(self.genes[name]):
@@ -101,10 +107,16 @@ class ExtractorSpec:
             )
 
     def adopting(self, dna: DNA) -> ExtractorSpec:
-        """This spec, with the probe set fixed by ``dna`` when the spec had none yet."""
-        if self.probes is None and dna.probes:
-            return replace(self, probes=_probe_info(dna.probes))
-        return self
+        """This spec, with the probe set fixed by ``dna`` when the spec had none yet, and the genes
+        ``dna`` holds that the spec does not list (``problems`` accepts only genes this release
+        registers at the DNA's version)."""
+        spec = self
+        if spec.probes is None and dna.probes:
+            spec = replace(spec, probes=_probe_info(dna.probes))
+        added = {n: int(v) for n, v in dna.versions.items() if n not in spec.genes}
+        if added:
+            spec = replace(spec, genes={**spec.genes, **added})
+        return spec
 
     def differences(self, other: ExtractorSpec) -> list[str]:
         """Every way ``other`` (say, an export's spec) differs from this one."""
