@@ -547,6 +547,12 @@ def test_index_verdicts_are_compares_and_rank_on_the_pooled_null(reg, monkeypatc
     pooled = _relate.strength_of({"genes": gene_evidence(scores, calibration)})
     own = _relate.strength_of({"genes": gene_evidence(scores, calibration, recipe=source.recipe())})
     assert relation.strength == pooled != own
+    # Without a null of the recipe's own the verdict's evidence is the pooled one, and is reused.
+    assert not calibration.pooled_for(source.recipe()) and shipped.pooled_for("a recipe no zoo had")
+    plain = dataclasses.replace(shipped, genes={n: dataclasses.replace(g, groups={}) for n, g in shipped.genes.items()})
+    assert plain.pooled_for(source.recipe())
+    assert _relate.relate(source, target, plain, 0.01).strength == _relate.strength_of(
+        {"genes": gene_evidence(scores, plain)})
 
 
 def test_learned_classifier_is_skipped_only_where_it_cannot_change_the_verdict(reg) -> None:

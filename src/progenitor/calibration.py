@@ -83,6 +83,11 @@ class Calibration:
     logistic: tuple[float, float] = (0.0, 1.0)  # P = sigmoid(a + b * log10(1/p))
     source: str = "unknown"
 
+    def pooled_for(self, recipe: str | None) -> bool:
+        """Whether every gene judges a source of ``recipe`` against its pooled null (no gene
+        holds enough independents of that recipe for a null of its own)."""
+        return all(g.null_for(recipe)[1] == "pooled" for g in self.genes.values())
+
     def to_json(self) -> dict[str, Any]:
         """JSON-able form."""
         return {

@@ -230,7 +230,10 @@ def relate(
     scores = score_genes(source, target)
     access = ACCESS_LEVELS[min(ACCESS_LEVELS.index(source.access), ACCESS_LEVELS.index(target.access))]
     recipe = source.recipe()
-    strength = strength_of({"genes": gene_evidence(scores, calibration)})  # the pooled null: one scale
+    # The pooled null gives one scale; the verdict's evidence is on it already when the recipe
+    # has no null of its own (the usual case outside the zoo the calibration was fitted on).
+    pooled = calibration.pooled_for(recipe)
+    strength = None if pooled else strength_of({"genes": gene_evidence(scores, calibration)})
     if bundle is not None and learned_if_related:
         plain = decide(names[0], names[1], access, scores, calibration, alpha, recipe=recipe)
         if plain.p_value is None or plain.p_value >= alpha:
