@@ -251,6 +251,31 @@ def test_weight_values_tells_copies_from_relatives(family) -> None:
     assert gene.compare(parent, value(family.independents[0])).similarity < 0.1
 
 
+def test_weight_values_mask_test_finds_a_retrained_prune_of_its_source(family) -> None:
+    """A copy pruned by magnitude and then retrained (every kept value moved) holds none of its
+    source's values, but its zeros are the source's smallest weights: no violation against the
+    source, many against a fine-tune of it or an independent model."""
+    import families
+
+    gene = get_gene("weight_values")
+
+    def value(module: torch.nn.Module):
+        return gene.extract(Observation(pg.load(module, input_shape=(1, 8, 8)), None))
+
+    def prune_and_retrain(w: torch.Tensor) -> torch.Tensor:
+        if w.ndim < 2:
+            return w
+        kept = w.abs() > w.abs().median()
+        return (w + 0.02 * w.abs().max() * torch.randn(w.shape, generator=torch.Generator().manual_seed(0))) * kept
+
+    retrained = value(copy_module(family.parent, prune_and_retrain))
+    own = gene.compare(value(family.parent), retrained).details
+    assert own["exact"] == 0.0 and own["mask_checked"] >= 32 and own["mask_violations"] == 0
+    tuned = gene.compare(value(families.fine_tuned(family.parent, seed=5)), retrained).details
+    independent = gene.compare(value(family.independents[0]), retrained).details
+    assert tuned["mask_violations"] >= 5 and independent["mask_violations"] > 0.25 * independent["mask_checked"]
+
+
 def test_weight_values_rows_share_sees_through_per_channel_rescaling(family) -> None:
     """A BatchNorm folded into a convolution rescales each output channel, and a per-channel int8
     copy rounds each on its own grid: the values then disagree with the source's within the

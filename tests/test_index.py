@@ -753,6 +753,35 @@ def test_search_abstains_on_a_pruned_copy_whose_source_is_not_registered(reg) ->
     assert result.parent is None and "pruned or converted" in result.reason
 
 
+def test_search_names_the_parent_of_a_prune_retrained_with_its_mask(reg, family, tmp_path) -> None:
+    """Retraining after pruning moves every kept value, so the parent no longer holds them; its
+    smallest weights are still where the target has zeros, and the search names it, saying on
+    what ground. A fine-tune of the parent fails that test."""
+    import families
+
+    from progenitor.index._relate import MASKED
+
+    retrained = families.pruned(family.parent)
+    with torch.no_grad():
+        generator = torch.Generator().manual_seed(3)
+        for p in retrained.parameters():
+            if p.ndim > 1:
+                p.add_(0.02 * p.abs().max() * torch.randn(p.shape, generator=generator) * (p != 0))
+    path = tmp_path / "retrained.pt"
+    torch.jit.save(torch.jit.trace(retrained, torch.zeros(1, 1, 8, 8)), path)
+    dna, label, _ = resolve_target(reg, str(path))
+    # The registered prune is the very state the retraining started from: it is named first.
+    assert ParentSearch(reg)(dna, top=4, name=label).parent.entry.name == "pruned-50"
+    reg.remove("pruned-50")
+    result = ParentSearch(reg)(dna, top=4, name=label)
+    best = result.parent
+    assert best is not None and best.entry.name == "parent" and best.basis == MASKED
+    assert best.relation.copied_exact == 0.0 and best.relation.mask_kept
+    assert "pruned, then retrained" in result.reason and result.to_json()["candidates"][0]["basis"] == MASKED
+    tuned = next(c for c in result.candidates if c.entry.name == "fine-tuned")
+    assert not tuned.relation.mask_kept and not tuned.eligible
+
+
 def test_a_permuted_copy_is_not_the_parent_of_a_fine_tune_of_the_original(reg) -> None:
     """The fine-tune is aligned with the parent; the parent's permuted copy computes the same
     function but is not aligned with the fine-tune, and would have to be permuted and changed in

@@ -75,9 +75,12 @@ class WeightValues(Gene):
         pairs = pair_by_shape(a.meta["shapes"], b.meta["shapes"])
         if not pairs:
             raise GeneNotApplicable("no weight tensors of the same shape")
-        compared = near = exact = rows = 0
+        compared = near = exact = rows = checked = violations = 0
         for i, j in pairs:
             x, y = a.arrays[f"values{i}"], b.arrays[f"values{j}"]
+            mask_checked, mask_violations = _mask_test(x, y)
+            checked += mask_checked
+            violations += mask_violations
             rx, ry = a.arrays[f"rowmax{i}"], b.arrays[f"rowmax{j}"]
             both = (x != 0) & (y != 0)  # pruning zeroes weights; a zero says nothing about copying
             x, y, rx, ry = x[both], y[both], rx[both], ry[both]
@@ -91,8 +94,26 @@ class WeightValues(Gene):
         return GeneScore(
             near / compared,
             {"tensors": len(pairs), "values": compared, "exact": round(exact / compared, 4),
-             "rows": round(rows / compared, 4)},
+             "rows": round(rows / compared, 4), "mask_checked": checked, "mask_violations": violations},
         )
+
+
+def _mask_test(source: np.ndarray, target: np.ndarray) -> tuple[int, int]:
+    """How well the target's zeros fit magnitude pruning of the source, on one tensor's samples:
+    the positions where the target is zero and the source is not (checked), and how many of them
+    hold a source value larger in magnitude than the smallest the target kept (violations).
+
+    Pruning by magnitude zeroes the source's smallest weights, so a pruned child of the source,
+    retrained afterwards with its mask or not, has no violations against it (nor against a copy
+    of it pruned less: the same weights are the smallest). A relative changed by training moves
+    weights across the pruning threshold.
+    """
+    kept = (target != 0) & (source != 0)
+    zeroed = (target == 0) & (source != 0)
+    if not kept.any() or not zeroed.any():
+        return 0, 0
+    smallest_kept = float(np.abs(source[kept]).min())
+    return int(zeroed.sum()), int(np.count_nonzero(np.abs(source[zeroed]) > smallest_kept))
 
 
 def pair_by_shape(a: list[list[int]], b: list[list[int]]) -> list[tuple[int, int]]:

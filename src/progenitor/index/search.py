@@ -28,7 +28,8 @@ registered (its relatives do not hold its values). On the standard zoo's validat
 copy rule took correct abstentions from 35% to 65% of the targets whose ancestors were hidden,
 and cost 4.7 points of top-1 accuracy (0.629 -> 0.582: retrained prunes and BatchNorm-folded
 int8 exports, whose values moved, lost their parent; judged relative to rows, the folded exports
-have it back).
+have it back; retrained prunes have it back through the mask test of ``parent_basis``, named as
+the answer's ``basis``).
 When the target is itself registered, registration order nudges the direction as in the lineage
 tree (``order_prior``), and near-ties among the best candidates (within ``tie_tolerance`` of the
 best cost: near-identical copies of one model) go to the earliest registered, the search's
@@ -58,12 +59,13 @@ from progenitor.dna import DNA, load_dna
 from progenitor.errors import ProgenitorError
 from progenitor.index._dna import genome_hash
 from progenitor.index._relate import (
+    MASKED,
     VERDICT_RANK,
     Relation,
     edge_cost,
     learned_bundle,
     logit,
-    parent_eligible,
+    parent_basis,
     relate,
     related_either_way,
     sigmoid,
@@ -92,7 +94,12 @@ class Candidate:
     direction: float
     cost: float
     retrieval: float | None = None
-    eligible: bool = False  # may be named the parent (``progenitor.index._relate.parent_eligible``)
+    basis: str | None = None  # why it may be named the parent (``progenitor.index._relate.parent_basis``)
+
+    @property
+    def eligible(self) -> bool:
+        """Whether it may be named the parent."""
+        return self.basis is not None
 
     def to_json(self) -> dict[str, Any]:
         """JSON form: the registered model, the verdict and the ranking numbers."""
@@ -104,6 +111,7 @@ class Candidate:
             **self.relation.to_json(),
             "direction": round(self.direction, 4),
             "eligible": self.eligible,
+            "basis": self.basis,
             "cost": round(self.cost, 6),
             "retrieval_similarity": None if self.retrieval is None else round(float(self.retrieval), 6),
             "evidence": None if comparison is None else comparison.evidence,
@@ -135,6 +143,10 @@ class SearchResult:
         """Why the search named a parent or abstained, in one line."""
         best = self.parent
         if best is not None:
+            if best.basis == MASKED:
+                return (f"{best.entry.name} is derived-related, not below the target, and its smallest weights are "
+                        "where the target has zeros (pruned, then retrained): a light fine-tune of the "
+                        "actual parent would pass this test as well")
             return f"{best.entry.name} is derived-related and not below the target"
         related = [c for c in self.candidates if c.relation.verdict == "derived"]
         above = [c for c in related if c.direction >= 0.5]
@@ -322,8 +334,8 @@ class ParentSearch:
             )
             direction = self._direction(dna, target, entry.id, order)
             cost = edge_cost(relation, direction, self.direction_weight)
-            eligible = parent_eligible(relation, direction, dna, target)
-            ranked.append(Candidate(entry, relation, direction, cost, retrieval.get(entry.id), eligible))
+            basis = parent_basis(relation, direction, dna, target)
+            ranked.append(Candidate(entry, relation, direction, cost, retrieval.get(entry.id), basis))
             dnas[entry.id] = dna
         ranked.sort(key=lambda c: (VERDICT_RANK[c.relation.verdict], c.cost, c.entry.id))
         if ranked and self.order_prior and self.tie_tolerance > 0:
