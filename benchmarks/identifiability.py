@@ -22,7 +22,10 @@ It reports the share of lineage edges (the trees' directed edges) and of parent-
 (``progenitor bench``'s top-1: the candidates are the model's family) whose parent has an exact
 alternative. Fine-tunes of one parent on the same data (one epoch against five, one learning
 rate against another) are close to lying on one training path, but are not counted: their
-weights differ. Students (distilled, extracted) are not either: what limits them is detection.
+weights differ. The script measures how close: per family, the cosine between the weight
+updates (child minus parent, all weights) of its one-epoch and five-epoch fine-tunes at the low
+learning rate, and the ratio of their lengths. Students (distilled, extracted) are not counted
+either: what limits them is detection.
 
     python benchmarks/identifiability.py --zoo ZOO [--splits val,test] [--out FILE]
 """
@@ -94,6 +97,22 @@ def _rebuilds(zoo: Path, child: dict[str, Any], params: dict[str, Any], alternat
     return len(mine) == len(target) and all(np.array_equal(x, y) for x, y in zip(mine, target, strict=True))
 
 
+def _training_path(zoo: Path, root: str, models: dict[str, Any],
+                   cache: dict[str, list[np.ndarray] | None]) -> dict[str, Any] | None:
+    """How nearly ``ROOT.ft-short-lo`` lies on the way from ``ROOT`` to ``ROOT.ft-long-lo``: the
+    cosine of their weight updates and the ratio of the updates' lengths (None without them)."""
+    short, long = f"{root}.ft-short-lo", f"{root}.ft-long-lo"
+    if short not in models or long not in models:
+        return None
+    base, a, b = (_weights(zoo, models[m], cache) for m in (root, short, long))
+    if base is None or a is None or b is None:
+        return None
+    da = np.concatenate([(x - y).ravel() for x, y in zip(a, base, strict=True)]).astype(np.float64)
+    db = np.concatenate([(x - y).ravel() for x, y in zip(b, base, strict=True)]).astype(np.float64)
+    return {"root": root, "cosine": round(float(da @ db / np.linalg.norm(da) / np.linalg.norm(db)), 3),
+            "length_ratio": round(float(np.linalg.norm(da) / np.linalg.norm(db)), 3)}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--zoo", type=Path, required=True)
@@ -143,6 +162,7 @@ def main() -> None:
                                       "alternatives": [{"model": m, "how": how} for m, how in found]})
                     print(f"{child}: parent {parent}, exact alternatives {[m for m, _ in found]}", flush=True)
         rebuilt = [e for e in ambiguous if any(a["how"] == "rebuilt exactly" for a in e["alternatives"])]
+        paths = [_training_path(args.zoo, f["root"], models, weights) for f in families]
         result["splits"][split] = {
             "edges": edges,
             "with_exact_alternative": len(ambiguous),
@@ -150,6 +170,7 @@ def main() -> None:
             "share": round(len(ambiguous) / max(edges, 1), 4),
             "by_kind": {k: {"edges": v[0], "with_exact_alternative": v[1]} for k, v in sorted(by_kind.items())},
             "edges_with_alternatives": ambiguous,
+            "fine_tune_paths": [p for p in paths if p is not None],
         }
         print(f"{split}: {len(ambiguous)} of {edges} edges have an exact alternative parent "
               f"({len(rebuilt)} rebuilt by pruning another relative)", flush=True)

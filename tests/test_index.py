@@ -758,7 +758,6 @@ def test_search_names_the_parent_of_a_prune_retrained_with_its_mask(reg, family,
     smallest weights are still where the target has zeros, and the search names it, saying on
     what ground. A fine-tune of the parent fails that test."""
     import families
-
     from progenitor.index._relate import MASKED
 
     retrained = families.pruned(family.parent)
