@@ -753,7 +753,7 @@ def test_search_abstains_on_a_pruned_copy_whose_source_is_not_registered(reg) ->
     assert result.parent is None and "pruned or converted" in result.reason
 
 
-def test_search_names_the_parent_of_a_prune_retrained_with_its_mask(reg, family, tmp_path) -> None:
+def test_search_names_the_parent_of_a_prune_retrained_with_its_mask(reg, family, tmp_path, capsys) -> None:
     """Retraining after pruning moves every kept value, so the parent no longer holds them; its
     smallest weights are still where the target has zeros, and the search names it, saying on
     what ground. A fine-tune of the parent fails that test."""
@@ -779,6 +779,11 @@ def test_search_names_the_parent_of_a_prune_retrained_with_its_mask(reg, family,
     assert "pruned, then retrained" in result.reason and result.to_json()["candidates"][0]["basis"] == MASKED
     tuned = next(c for c in result.candidates if c.entry.name == "fine-tuned")
     assert not tuned.relation.mask_kept and not tuned.eligible
+    from progenitor.cli import main
+
+    assert main(["search", str(path), "--db", str(reg.path)]) == 0
+    out = capsys.readouterr().out
+    assert "likely parent parent" in out and "pruned, then retrained" in out
 
 
 def test_a_permuted_copy_is_not_the_parent_of_a_fine_tune_of_the_original(reg) -> None:

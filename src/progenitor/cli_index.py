@@ -246,6 +246,7 @@ def search(
 ) -> None:
     """Find the most likely parents of each TARGET among the registered models (or abstain)."""
     from progenitor.index import ParentSearch, resolve_target
+    from progenitor.index._relate import MASKED
 
     check_alpha(alpha)
     options = load_options(arch, input_shape)
@@ -290,7 +291,7 @@ def search(
                 f"  {rank:>2}. {c.entry.name:28} {rel.verdict:12} P={rel.probability:.3f} "
                 f"p={p:8} strength {rel.strength:6.1f}  direction {c.direction:.2f}"
             )
-        if best is None:
+        if best is None or best.basis == MASKED:  # an abstention, or a parent named with a caveat
             typer.echo(f"      ({result.reason})")
 
 
