@@ -173,6 +173,7 @@ def index_info(db: DbOpt = None, as_json: JsonOpt = False) -> None:
             "models": len(registry),
             "with_vectors": len(registry.vectors()[0]),
             "probes_stored": registry.probe_set() is not None,
+            "page_size": registry.page_size(),
             "spec": None if spec is None else spec.to_json(),
         }
     if as_json:
@@ -182,6 +183,16 @@ def index_info(db: DbOpt = None, as_json: JsonOpt = False) -> None:
     typer.echo(f"models     {info['models']} ({info['with_vectors']} with learned vectors)")
     typer.echo(f"spec       {spec.describe() if spec else 'not fixed yet (empty registry)'}")
     typer.echo(f"probes     {'stored' if info['probes_stored'] else 'not stored'}")
+
+
+@index_app.command("compact")
+def index_compact(db: DbOpt = None) -> None:
+    """Rewrite the registry file without removed models' space, in 64 KiB pages (no other
+    process may have it open)."""
+    with _open(db) as registry:
+        before, after = registry.compact()
+        pages = registry.page_size()
+    _err(f"compacted {registry.path}: {before / 1e6:.1f} MB -> {after / 1e6:.1f} MB, {pages // 1024} KiB pages")
 
 
 @index_app.command("declare")
