@@ -16,7 +16,10 @@ answers. For every derived model ``c`` of the chosen splits' image families, mad
   operation on ``a`` then makes ``c``); or
 * ``op`` is a magnitude pruning, ``a`` is a masked copy of ``p`` (every nonzero weight of ``a``
   equals ``p``'s), and running ``op`` on ``a`` with ``c``'s recorded parameters and seed rebuilds
-  ``c``'s weights exactly (pruning retrained after masking included).
+  ``c``'s weights exactly (pruning retrained after masking included); or
+* ``c`` is an int8 ONNX quantization of ``p`` (export, then static quantization), ``a`` is
+  ``p``'s float ONNX export, and quantizing ``a``'s file with ``c``'s calibration data gives
+  ``c``'s weights exactly (the export is the state the quantization started from).
 
 It reports the share of lineage edges (the trees' directed edges) and of parent-present queries
 (``progenitor bench``'s top-1: the candidates are the model's family) whose parent has an exact
@@ -113,6 +116,25 @@ def _training_path(zoo: Path, root: str, models: dict[str, Any],
             "length_ratio": round(float(np.linalg.norm(da) / np.linalg.norm(db)), 3)}
 
 
+def _quantizes_to(zoo: Path, child: dict[str, Any], export: dict[str, Any]) -> bool:
+    """Whether quantizing the float ONNX ``export`` as the zoo made ``child`` gives its weights."""
+    import tempfile
+
+    from progenitor.models import load
+    from progenitor.zoo.data import get_part
+    from progenitor.zoo.export import quantize_onnx_int8
+
+    if export.get("format") != "onnx" or child.get("format") != "onnx":
+        return False
+    record = json.loads((zoo / "cache" / f"{child['spec_hash']}.json").read_text("utf-8"))
+    calibration = get_part(child["task"], "derive", record["facts"].get("calibration_n", 512)).x
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "quantized.onnx"
+        quantize_onnx_int8(zoo / export["path"], out, calibration)
+        mine = [np.asarray(w) for w in load(str(out), **child["load"]).weights().values()]
+    return _same(mine, _weights(zoo, child, {}))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--zoo", type=Path, required=True)
@@ -156,12 +178,15 @@ def main() -> None:
                     elif rebuild and _masked_copy(a, p) and _rebuilds(
                             args.zoo, models[child], params_of[child], models[other], threads):
                         found.append((other, "rebuilt exactly"))
+                    elif (models[child]["op"] == "onnx_int8" and parent_of.get(other) == parent
+                          and models[other]["op"] == "onnx" and _quantizes_to(args.zoo, models[child], models[other])):
+                        found.append((other, "quantized exactly"))
                 if found:
                     by_kind[kind][1] += 1
                     ambiguous.append({"child": child, "kind": kind, "parent": parent,
                                       "alternatives": [{"model": m, "how": how} for m, how in found]})
                     print(f"{child}: parent {parent}, exact alternatives {[m for m, _ in found]}", flush=True)
-        rebuilt = [e for e in ambiguous if any(a["how"] == "rebuilt exactly" for a in e["alternatives"])]
+        rebuilt = [e for e in ambiguous if any(a["how"] != "same weights" for a in e["alternatives"])]
         paths = [_training_path(args.zoo, f["root"], models, weights) for f in families]
         result["splits"][split] = {
             "edges": edges,
@@ -173,7 +198,7 @@ def main() -> None:
             "fine_tune_paths": [p for p in paths if p is not None],
         }
         print(f"{split}: {len(ambiguous)} of {edges} edges have an exact alternative parent "
-              f"({len(rebuilt)} rebuilt by pruning another relative)", flush=True)
+              f"({len(rebuilt)} rebuilt from another relative)", flush=True)
     result["seconds"] = round(time.perf_counter() - started, 1)
     args.out.write_text(json.dumps(result, indent=1) + "\n")
     print(f"wrote {args.out}")
