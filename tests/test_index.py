@@ -811,6 +811,15 @@ def test_search_names_the_parent_of_a_prune_retrained_with_its_mask(reg, family,
     assert "likely parent parent" in out and "pruned, then retrained" in out
 
 
+def test_a_candidate_holding_the_values_overrules_the_mask_test() -> None:
+    from progenitor.index._relate import COPIED, MASKED, RELATED, strongest_bases
+
+    assert strongest_bases({"a": MASKED, "b": COPIED, "c": None, "d": RELATED}) == {
+        "a": None, "b": COPIED, "c": None, "d": RELATED}
+    alone = {"a": MASKED, "c": None, "d": RELATED}
+    assert strongest_bases(alone) == alone
+
+
 def test_a_permuted_copy_is_not_the_parent_of_a_fine_tune_of_the_original(reg) -> None:
     """The fine-tune is aligned with the parent; the parent's permuted copy computes the same
     function but is not aligned with the fine-tune, and would have to be permuted and changed in

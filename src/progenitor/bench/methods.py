@@ -39,7 +39,7 @@ from progenitor.calibration import Calibration
 from progenitor.dna import DNA
 from progenitor.errors import ProgenitorError
 from progenitor.genes import GeneNotApplicable
-from progenitor.index._relate import Relation, edge_cost, parent_eligible, relate, relation_of
+from progenitor.index._relate import Relation, edge_cost, parent_basis, relate, relation_of, strongest_bases
 from progenitor.models.base import Model
 from progenitor.probes import ProbeSet
 from progenitor.verdict import DEFAULT_ALPHA
@@ -168,15 +168,15 @@ class ProgenitorMethod(Method):
                 results[(a, b)] = self.score(dna_a, [dna_b])[0]
             return results[(a, b)]
 
-        related, eligible = [], set()
+        related, bases = [], {}
         for name, dna in candidates.items():
             rel = self.relation(result(name, target))
             if rel.verdict != "derived":
                 continue
             d = self.direction(dna, fp_target)
             related.append((edge_cost(rel, d, 1.0), name))
-            if parent_eligible(rel, d, dna, fp_target):
-                eligible.add(name)
+            bases[name] = parent_basis(rel, d, dna, fp_target)
+        eligible = {name for name, basis in strongest_bases(bases).items() if basis is not None}
         ranked = [name for _, name in sorted(related) if name in eligible]
         if not ranked:
             return None

@@ -69,6 +69,7 @@ from progenitor.index._relate import (
     relate,
     related_either_way,
     sigmoid,
+    strongest_bases,
 )
 from progenitor.index.direction import DirectionSignal, get_direction
 from progenitor.index.keys import retrieval_key
@@ -337,6 +338,9 @@ class ParentSearch:
             basis = parent_basis(relation, direction, dna, target)
             ranked.append(Candidate(entry, relation, direction, cost, retrieval.get(entry.id), basis))
             dnas[entry.id] = dna
+        bases = strongest_bases({c.entry.id: c.basis for c in ranked})
+        for c in ranked:
+            c.basis = bases[c.entry.id]
         ranked.sort(key=lambda c: (VERDICT_RANK[c.relation.verdict], c.cost, c.entry.id))
         if ranked and self.order_prior and self.tie_tolerance > 0:
             # Near-ties (copies of one model: fp16, permuted, noised) go to the earliest registered.
