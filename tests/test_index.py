@@ -824,7 +824,7 @@ def test_a_permuted_copy_is_not_the_parent_of_a_fine_tune_of_the_original(reg) -
     """The fine-tune is aligned with the parent; the parent's permuted copy computes the same
     function but is not aligned with the fine-tune, and would have to be permuted and changed in
     one step to be its parent."""
-    from progenitor.index._relate import parent_eligible, relate
+    from progenitor.index._relate import parent_basis, relate
 
     dna = {e.name: reg.dna(e.name) for e in reg.entries()}
     cal = pg.load_calibration()
@@ -834,8 +834,8 @@ def test_a_permuted_copy_is_not_the_parent_of_a_fine_tune_of_the_original(reg) -
     assert to_parent.aligned == 1.0 and to_parent.permuted is False and not to_parent.unaligned_change
     to_copy = relate(dna["permuted"], dna["fine-tuned"], cal, 0.01)
     assert to_copy.verdict == "derived" and to_copy.unaligned_change
-    assert not parent_eligible(to_copy, 0.9, dna["permuted"], dna["fine-tuned"])
-    assert parent_eligible(to_parent, 0.9, dna["parent"], dna["fine-tuned"])
+    assert parent_basis(to_copy, 0.9, dna["permuted"], dna["fine-tuned"]) is None
+    assert parent_basis(to_parent, 0.9, dna["parent"], dna["fine-tuned"]) == "related"
 
 
 def test_copy_step_kinds(family, probes_array) -> None:

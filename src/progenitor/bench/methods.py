@@ -153,9 +153,10 @@ class ProgenitorMethod(Method):
     def pick_parent(self, target: str, fp_target: Any, candidates: dict[str, Any],
                     results: dict[tuple[str, str], PairResult]) -> str | None:
         """The rule of ``progenitor search`` (``progenitor.index.search``): among the candidates
-        that may be the parent (``progenitor.index._relate.parent_eligible``: ``derived``, not placed
-        below the target, holding the values of a pruned or converted target, not permuted and
-        changed in one step), the cheapest parent edge (``progenitor.index._relate.edge_cost``),
+        that may be the parent (``progenitor.index._relate.parent_basis``: ``derived``, not placed
+        below the target, holding the values of a pruned or converted target or, retrained after
+        pruning, its mask, unless another holds its values (``strongest_bases``), not permuted
+        and changed in one step), the cheapest parent edge (``progenitor.index._relate.edge_cost``),
         unless the search's lineage check over the best eight related candidates names another
         eligible one; none when no candidate is eligible."""
         from progenitor.index.direction import get_direction

@@ -13,7 +13,7 @@ Two stages:
    (closeness and direction, see ``progenitor.index._relate``).
 
 The answer is the ``top`` candidates with their verdicts. The likely parent is the best
-*eligible* candidate (``progenitor.index._relate.parent_eligible``): ``derived``, not placed
+*eligible* candidate (``progenitor.index._relate.parent_basis``): ``derived``, not placed
 *below* the target by the direction signal (direction >= 0.5), and, when the target looks made
 from it by a copying step (more pruned zeros, or float16/int8 values), holding the target's
 sampled weight values (the ``weight_values`` gene: within rounding of each value's row after
