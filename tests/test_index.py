@@ -874,3 +874,16 @@ def test_merge_weight_finds_averages_not_parents(family, probes_array) -> None:
     assert merge_weight(dna(soup), da, db) == pytest.approx(0.3, abs=0.02)
     assert merge_weight(dna(family.parent), da, db) is None
     assert merge_weight(da, dna(family.parent), db) is None  # a fine-tune is not between its parent and a sibling
+
+
+
+def test_search_abstains_when_the_lineage_check_roots_the_target(reg) -> None:
+    """Without registration order, the root's permuted copy is as likely its parent as its child
+    (direction 0.5) and eligible; in the lineage tree of the root and its relatives the root is
+    the root (its children share its unit order), so the search abstains."""
+    dna, label, _ = resolve_target(reg, "parent")
+    result = ParentSearch(reg)(dna, name=label)
+    copy = next(c for c in result.candidates if c.entry.name == "permuted")
+    assert copy.eligible and copy.direction == pytest.approx(0.5)
+    assert result.rooted and result.parent is None and "the target is the root" in result.reason
+    assert result.to_json()["abstained"] and result.to_json()["rooted"]

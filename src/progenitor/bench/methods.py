@@ -188,6 +188,8 @@ class ProgenitorMethod(Method):
                 [(n, candidates[n], self.relation(result(n, target)), 0) for n in context], fp_target, 0,
                 self.context.calibration, self.context.alpha, get_direction("auto", self.bundle), 0.0,
                 self.bundle, relate_pair=lambda a, b: self.relation(result(a, b)))
+            if pick is None:  # the tree roots the target: the search abstains
+                return None
             if pick in eligible:
                 return pick
         return ranked[0]

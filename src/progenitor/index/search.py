@@ -40,10 +40,13 @@ often the parent and its other children (a sibling one light fine-tune from the 
 to the target as the parent is). The search therefore recovers the lineage tree of the target and
 its ``lineage_check`` best related candidates, eligible or not (``progenitor.index.build_tree``,
 with its centrality prior and alignment bonus), and answers the target's parent in that tree when
-it is an eligible candidate. On the standard zoo's validation families this took top-1 parent
-accuracy from 0.55 to 0.61 (``lineage_check_parent``); it costs one verdict per pair of those
-candidates. The tree sees the ineligible relatives too because they place the parent: a parent's
-permuted copy or its children make it the family's centre.
+it is an eligible candidate, and abstains when that tree makes the target the root
+(``SearchResult.rooted``: its relatives look derived from it, or are copies it cannot be told
+from, like a permuted copy of an original). On the standard zoo's validation families the check
+took top-1 parent accuracy from 0.55 to 0.61 (``lineage_check_parent``), and abstaining on a
+rooted target took correct abstentions from 65.0% to 72.6% at no cost in top-1; it costs one
+verdict per pair of those candidates. The tree sees the ineligible relatives too because they
+place the parent: a parent's permuted copy or its children make it the family's centre.
 """
 
 from __future__ import annotations
@@ -130,10 +133,13 @@ class SearchResult:
     n_scored: int
     seconds: float
     excluded: list[str] = field(default_factory=list)
+    rooted: bool = False  # the lineage check made the target the root of its related candidates
 
     @property
     def parent(self) -> Candidate | None:
         """The most likely parent, or None (abstention): see the module docstring."""
+        if self.rooted:
+            return None
         for candidate in self.candidates:
             if candidate.eligible:
                 return candidate
@@ -150,6 +156,10 @@ class SearchResult:
                         "actual parent would pass this test as well")
             return f"{best.entry.name} is derived-related and not below the target"
         related = [c for c in self.candidates if c.relation.verdict == "derived"]
+        if self.rooted:
+            names = ", ".join(c.entry.name for c in related)
+            return (f"in the lineage tree of the target and its related candidates ({names}) the target "
+                    "is the root: they look derived from it, or are copies it cannot be told from")
         above = [c for c in related if c.direction >= 0.5]
         unaligned = ", ".join(c.entry.name for c in above if c.relation.unaligned_change)
         copies = ", ".join(c.entry.name for c in above if not c.relation.unaligned_change)
@@ -172,6 +182,7 @@ class SearchResult:
             "target": self.target,
             "parent": None if best is None else best.entry.name,
             "abstained": best is None,
+            "rooted": self.rooted,
             "reason": self.reason,
             "candidates": [c.to_json() for c in self.candidates],
             "method": self.method,
@@ -360,6 +371,7 @@ class ParentSearch:
         # The tree sees every related candidate (a parent's permuted copy or child places the
         # parent at the family's centre), but only an eligible one may become the answer.
         chosen = [c for c in ranked if c.relation.verdict == "derived"][: self.lineage_check]
+        rooted = False
         if self.lineage_check > 1 and eligible and len(chosen) > 1:
             pick = lineage_check_parent(
                 [(c.entry.name, dnas[c.entry.id], c.relation, c.entry.id) for c in chosen],
@@ -371,6 +383,7 @@ class ParentSearch:
                 self.order_prior,
                 self.bundle,
             )
+            rooted = pick is None
             if pick in {c.entry.name for c in eligible} and pick != ranked[0].entry.name:
                 best = next(c for c in chosen if c.entry.name == pick)
                 ranked.remove(best)
@@ -390,6 +403,7 @@ class ParentSearch:
             len(ranked),
             time.perf_counter() - started,
             excluded,
+            rooted,
         )
 
     def _direction(self, source: DNA, target: DNA, source_order: int, order: int | None) -> float:
@@ -417,7 +431,7 @@ def lineage_check_parent(
     related candidates, best first (the caller checks that the answer is eligible). Pairs of
     candidates get the full verdict (``relate_pair`` replaces it, e.g. with cached verdicts); a
     pair counts as related when either orientation is, as in the tree. None when the tree makes
-    the target a root (the search's own ranking then stands).
+    the target a root: the search then abstains.
     """
     from progenitor.index.tree import Member, build_tree
 
