@@ -180,7 +180,7 @@ def evaluate(run: MethodRun, tasks: Tasks, alpha: float, fpr: float) -> dict[str
 
 def _parent_rule(method: Method) -> str:
     if method.family == "ours":
-        return "progenitor search: cheapest derived candidate not below the target (direction >= 0.5)"
+        return "progenitor search: cheapest derived candidate not below the target (direction >= 0.45)"
     if method.own_parent_test:
         return "own parent test (best candidate beats all others, Holm-Bonferroni)"
     return "argmax over the candidates; abstain below the operating point"

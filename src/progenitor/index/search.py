@@ -14,8 +14,8 @@ Two stages:
 
 The answer is the ``top`` candidates with their verdicts. The likely parent is the best
 *eligible* candidate (``progenitor.index._relate.parent_basis``): ``derived``, not placed
-*below* the target by the direction signal (direction >= 0.5), and, when the target looks made
-from it by a copying step (more pruned zeros, or float16/int8 values), holding the target's
+*below* the target by the direction signal (direction >= 0.45: ``DIRECTION_TOLERANCE``), and,
+when the target looks made from it by a copying step (more pruned zeros, or float16/int8 values), holding the target's
 sampled weight values (the ``weight_values`` gene: within rounding of each value's row after
 float16/int8, so BatchNorm folded into a convolution on export does not count as a change;
 exactly after pruning), otherwise with its hidden units in the target's order unless the two compute the
@@ -62,6 +62,7 @@ from progenitor.dna import DNA, load_dna
 from progenitor.errors import ProgenitorError
 from progenitor.index._dna import genome_hash
 from progenitor.index._relate import (
+    DIRECTION_TOLERANCE,
     MASKED,
     VERDICT_RANK,
     Relation,
@@ -160,7 +161,7 @@ class SearchResult:
             names = ", ".join(c.entry.name for c in related)
             return (f"in the lineage tree of the target and its related candidates ({names}) the target "
                     "is the root: they look derived from it, or are copies it cannot be told from")
-        above = [c for c in related if c.direction >= 0.5]
+        above = [c for c in related if c.direction >= 0.5 - DIRECTION_TOLERANCE]
         unaligned = ", ".join(c.entry.name for c in above if c.relation.unaligned_change)
         copies = ", ".join(c.entry.name for c in above if not c.relation.unaligned_change)
         reasons = []
