@@ -836,6 +836,9 @@ def test_a_permuted_copy_is_not_the_parent_of_a_fine_tune_of_the_original(reg) -
     assert to_copy.verdict == "derived" and to_copy.unaligned_change
     assert parent_basis(to_copy, 0.9, dna["permuted"], dna["fine-tuned"]) is None
     assert parent_basis(to_parent, 0.9, dna["parent"], dna["fine-tuned"]) == "related"
+    # Below the target only beyond the direction signal's tolerance (DIRECTION_TOLERANCE = 0.05).
+    assert parent_basis(to_parent, 0.47, dna["parent"], dna["fine-tuned"]) == "related"
+    assert parent_basis(to_parent, 0.44, dna["parent"], dna["fine-tuned"]) is None
 
 
 def test_copy_step_kinds(family, probes_array) -> None:
@@ -874,7 +877,6 @@ def test_merge_weight_finds_averages_not_parents(family, probes_array) -> None:
     assert merge_weight(dna(soup), da, db) == pytest.approx(0.3, abs=0.02)
     assert merge_weight(dna(family.parent), da, db) is None
     assert merge_weight(da, dna(family.parent), db) is None  # a fine-tune is not between its parent and a sibling
-
 
 
 def test_search_abstains_when_the_lineage_check_roots_the_target(reg) -> None:
