@@ -236,19 +236,16 @@ def test_weight_values_tells_copies_from_relatives(family) -> None:
 
     gene = get_gene("weight_values")
 
-    def value(module: torch.nn.Module):
-        return gene.extract(Observation(pg.load(module, input_shape=(1, 8, 8)), None))
-
-    parent = value(family.parent)
+    parent = weight_values(family.parent)
     half = copy_module(family.parent, lambda w: w.half().float())
     int8 = copy_module(family.parent, lambda w: (w * 127 / w.abs().max()).round() * w.abs().max() / 127)
     pruned = copy_module(family.parent, lambda w: w * (w.abs() > w.abs().median()))
-    assert gene.compare(parent, value(half)).similarity == 1.0
-    assert gene.compare(parent, value(int8)).similarity > 0.95
-    pruned_score = gene.compare(parent, value(pruned))
+    assert gene.compare(parent, weight_values(half)).similarity == 1.0
+    assert gene.compare(parent, weight_values(int8)).similarity > 0.95
+    pruned_score = gene.compare(parent, weight_values(pruned))
     assert pruned_score.similarity == 1.0 and pruned_score.details["exact"] == 1.0
-    assert gene.compare(parent, value(families.fine_tuned(family.parent, seed=5))).similarity < 0.5
-    assert gene.compare(parent, value(family.independents[0])).similarity < 0.1
+    assert gene.compare(parent, weight_values(families.fine_tuned(family.parent, seed=5))).similarity < 0.5
+    assert gene.compare(parent, weight_values(family.independents[0])).similarity < 0.1
 
 
 def test_weight_values_mask_test_finds_a_retrained_prune_of_its_source(family) -> None:
@@ -259,20 +256,17 @@ def test_weight_values_mask_test_finds_a_retrained_prune_of_its_source(family) -
 
     gene = get_gene("weight_values")
 
-    def value(module: torch.nn.Module):
-        return gene.extract(Observation(pg.load(module, input_shape=(1, 8, 8)), None))
-
     def prune_and_retrain(w: torch.Tensor) -> torch.Tensor:
         if w.ndim < 2:
             return w
         kept = w.abs() > w.abs().median()
         return (w + 0.02 * w.abs().max() * torch.randn(w.shape, generator=torch.Generator().manual_seed(0))) * kept
 
-    retrained = value(copy_module(family.parent, prune_and_retrain))
-    own = gene.compare(value(family.parent), retrained).details
+    retrained = weight_values(copy_module(family.parent, prune_and_retrain))
+    own = gene.compare(weight_values(family.parent), retrained).details
     assert own["exact"] == 0.0 and own["mask_checked"] >= 32 and own["mask_violations"] == 0
-    tuned = gene.compare(value(families.fine_tuned(family.parent, seed=5)), retrained).details
-    independent = gene.compare(value(family.independents[0]), retrained).details
+    tuned = gene.compare(weight_values(families.fine_tuned(family.parent, seed=5)), retrained).details
+    independent = gene.compare(weight_values(family.independents[0]), retrained).details
     assert tuned["mask_violations"] >= 5 and independent["mask_violations"] > 0.25 * independent["mask_checked"]
 
 
@@ -284,9 +278,6 @@ def test_weight_values_rows_share_sees_through_per_channel_rescaling(family) -> 
 
     gene = get_gene("weight_values")
 
-    def value(module: torch.nn.Module):
-        return gene.extract(Observation(pg.load(module, input_shape=(1, 8, 8)), None))
-
     def folded_int8(w: torch.Tensor) -> torch.Tensor:
         if w.ndim < 2:
             return w
@@ -295,11 +286,16 @@ def test_weight_values_rows_share_sees_through_per_channel_rescaling(family) -> 
         step = scaled.abs().flatten(1).max(dim=1).values.reshape(gain.shape) / 127
         return (scaled / step).round() * step
 
-    parent = value(family.parent)
-    score = gene.compare(parent, value(copy_module(family.parent, folded_int8)))
+    parent = weight_values(family.parent)
+    score = gene.compare(parent, weight_values(copy_module(family.parent, folded_int8)))
     assert score.similarity < 0.9 and score.details["rows"] > 0.99
-    tuned = gene.compare(parent, value(families.fine_tuned(family.parent, seed=5)))
+    tuned = gene.compare(parent, weight_values(families.fine_tuned(family.parent, seed=5)))
     assert tuned.details["rows"] < 0.9
+
+
+def weight_values(module: torch.nn.Module):
+    """The ``weight_values`` gene of a test-family module."""
+    return get_gene("weight_values").extract(Observation(pg.load(module, input_shape=(1, 8, 8)), None))
 
 
 def copy_module(module: torch.nn.Module, change) -> torch.nn.Module:
