@@ -116,7 +116,8 @@ def _training_path(zoo: Path, root: str, models: dict[str, Any],
             "length_ratio": round(float(np.linalg.norm(da) / np.linalg.norm(db)), 3)}
 
 
-def _quantizes_to(zoo: Path, child: dict[str, Any], export: dict[str, Any]) -> bool:
+def _quantizes_to(zoo: Path, child: dict[str, Any], export: dict[str, Any],
+                  cache: dict[str, list[np.ndarray] | None]) -> bool:
     """Whether quantizing the float ONNX ``export`` as the zoo made ``child`` gives its weights."""
     import tempfile
 
@@ -132,7 +133,7 @@ def _quantizes_to(zoo: Path, child: dict[str, Any], export: dict[str, Any]) -> b
         out = Path(tmp) / "quantized.onnx"
         quantize_onnx_int8(zoo / export["path"], out, calibration)
         mine = [np.asarray(w) for w in load(str(out), **child["load"]).weights().values()]
-    return _same(mine, _weights(zoo, child, {}))
+    return _same(mine, _weights(zoo, child, cache))
 
 
 def main() -> None:
@@ -179,7 +180,8 @@ def main() -> None:
                             args.zoo, models[child], params_of[child], models[other], threads):
                         found.append((other, "rebuilt exactly"))
                     elif (models[child]["op"] == "onnx_int8" and parent_of.get(other) == parent
-                          and models[other]["op"] == "onnx" and _quantizes_to(args.zoo, models[child], models[other])):
+                          and models[other]["op"] == "onnx"
+                          and _quantizes_to(args.zoo, models[child], models[other], weights)):
                         found.append((other, "quantized exactly"))
                 if found:
                     by_kind[kind][1] += 1
