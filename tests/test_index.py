@@ -329,6 +329,22 @@ def test_search_finds_each_childs_parent_and_abstains_on_independents(reg) -> No
         assert all(c.relation.verdict != "derived" for c in result.candidates)
 
 
+def test_search_caches_change_no_answer(reg) -> None:
+    """Kept candidates and kept verdicts between registered models give the answers, bit for bit,
+    that decoding and comparing afresh gives."""
+    cached = ParentSearch(reg, exhaustive_up_to=0)
+    fresh = ParentSearch(reg, exhaustive_up_to=0, cached_dnas=0, cached_pairs=0)
+    for _ in range(2):  # the second round finds the first one's candidates and verdicts kept
+        for name in CHILDREN + INDEPENDENT[:2]:
+            dna, label, entry = resolve_target(reg, name)
+            answers = [engine(dna, top=4, name=label, order=entry.id).to_json() for engine in (cached, fresh)]
+            for answer in answers:
+                answer.pop("seconds")
+            assert answers[0] == answers[1], name
+    assert cached.dna_cache.hits > 0 and cached.pair_cache.hits > 0
+    assert len(fresh.dna_cache) == len(fresh.pair_cache) == 0
+
+
 def test_search_beyond_the_exhaustive_threshold_retrieves_by_weight_keys(reg) -> None:
     """Past ``exhaustive_up_to``, candidates are the nearest weight keys and learned vectors;
     the weight keys bring each child's parent into even a short candidate list."""

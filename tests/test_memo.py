@@ -1,10 +1,12 @@
-"""progenitor._memo.per_object: values kept per live object, recomputed for a new one."""
+"""progenitor._memo: values kept per live object (``per_object``), and the ``LRU`` map."""
 
 from __future__ import annotations
 
 import gc
 
-from progenitor._memo import per_object
+import pytest
+
+from progenitor._memo import LRU, per_object
 
 
 class _Thing:
@@ -30,3 +32,17 @@ def test_per_object_keeps_values_while_the_object_lives() -> None:
     assert memo(c) == 25 and calls == [3, 4, 5]
     memo.clear()
     assert memo(b) == 16 and calls == [3, 4, 5, 4]
+
+
+def test_lru_keeps_the_most_recently_used_entries() -> None:
+    cache: LRU[str, int] = LRU(2)
+    cache.put("a", 1)
+    cache.put("b", 2)
+    assert cache.get("a") == 1  # "a" is now the most recent
+    cache.put("c", 3)  # drops "b", the least recently used
+    assert cache.get("b") is None and cache.get("a") == 1 and cache.get("c") == 3
+    assert len(cache) == 2 and (cache.hits, cache.misses) == (3, 1)
+    off: LRU[str, int] = LRU(0)
+    assert off.put("a", 1) == 1 and off.get("a") is None and len(off) == 0
+    with pytest.raises(ValueError, match="0 or more"):
+        LRU(-1)

@@ -1,4 +1,5 @@
-"""Values computed from an object, kept while the object lives (``per_object``).
+"""Values computed from an object, kept while the object lives (``per_object``), and a small
+least-recently-used map (``LRU``).
 
 Parent search and lineage trees compare one DNA with many others; what the learned Model DNA
 derives from a DNA (its input blocks and embedding) is the same in every comparison. DNAs are not
@@ -9,6 +10,7 @@ when the DNA is garbage-collected.
 from __future__ import annotations
 
 import weakref
+from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any, Generic, TypeVar
 
@@ -39,3 +41,44 @@ class per_object(Generic[T]):  # noqa: N801 - used like a function decorator
     def clear(self) -> None:
         """Drop every kept value."""
         self._store.clear()
+
+
+K = TypeVar("K")
+
+
+class LRU(Generic[K, T]):
+    """A mapping that keeps its ``size`` most recently used entries (``size`` 0: keeps nothing)."""
+
+    def __init__(self, size: int) -> None:
+        if size < 0:
+            raise ValueError(f"an LRU size must be 0 or more, not {size}")
+        self.size = size
+        self._items: OrderedDict[K, T] = OrderedDict()
+        self.hits = 0
+        self.misses = 0
+
+    def get(self, key: K) -> T | None:
+        """The value kept for ``key`` (now the most recently used), or None."""
+        value = self._items.get(key)
+        if value is None:
+            self.misses += 1
+            return None
+        self.hits += 1
+        self._items.move_to_end(key)
+        return value
+
+    def put(self, key: K, value: T) -> T:
+        """Keep ``value`` for ``key``, dropping the least recently used beyond ``size``; returns it."""
+        if self.size:
+            self._items[key] = value
+            self._items.move_to_end(key)
+            while len(self._items) > self.size:
+                self._items.popitem(last=False)
+        return value
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def clear(self) -> None:
+        """Drop every entry."""
+        self._items.clear()

@@ -63,7 +63,7 @@ class Comparison:
         }
 
 
-def _gene_null(
+def gene_null(
     name: str, calibration: Calibration, custom: dict[str, list[float]] | None, recipe: str | None
 ) -> tuple[NullModel | None, str]:
     """The null for a gene: supplied independents, else the calibration's (recipe's own if it has
@@ -91,7 +91,7 @@ def gene_evidence(
     out: dict[str, dict[str, Any]] = {}
     for name, score in scores.items():
         z = fisher_z(score.similarity)
-        null, where = _gene_null(name, calibration, custom_null, recipe)
+        null, where = gene_null(name, calibration, custom_null, recipe)
         entry: dict[str, Any] = {"similarity": round(score.similarity, 6), "z": round(z, 4)}
         if null is not None:
             entry.update(

@@ -39,17 +39,18 @@ Shared by parent search and lineage trees, so both rank candidate parents the sa
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
 from progenitor.api import score_genes
 from progenitor.calibration import Calibration
 from progenitor.dna import DNA
-from progenitor.genes import GeneNotApplicable, get_gene
+from progenitor.genes import GeneNotApplicable, GeneScore, get_gene
 from progenitor.index.direction import copy_step
 from progenitor.models.base import ACCESS_LEVELS
-from progenitor.verdict import Comparison, decide, gene_evidence
+from progenitor.stats import fisher_z
+from progenitor.verdict import Comparison, decide, gene_null
 
 VERDICT_RANK = {"derived": 0, "inconclusive": 1, "unrelated": 2}
 ALIGNED_BONUS = 5.0  # chosen with the tree's CENTRALITY on the standard zoo's validation families
@@ -117,11 +118,28 @@ class Relation:
 def strength_of(evidence: dict[str, Any]) -> float:
     """Mean standardised Fisher z over the genes with a calibrated null (0 when none), from a
     Comparison's ``evidence``; genes that only detect (``Gene.orders_relatives`` False) left out."""
-    values = []
-    for name, gene in evidence.get("genes", {}).items():
-        if gene.get("p_value") is None or not gene.get("null_sd_z") or not get_gene(name).orders_relatives:
-            continue
-        values.append((gene["z"] - gene["null_mean_z"]) / gene["null_sd_z"])
+    return _mean_standardised(
+        (name, gene["z"], gene["null_mean_z"], gene["null_sd_z"])
+        for name, gene in evidence.get("genes", {}).items()
+        if gene.get("p_value") is not None
+    )
+
+
+def pooled_strength(scores: dict[str, GeneScore], calibration: Calibration) -> float:
+    """``strength_of`` the pair's evidence against the calibration's pooled nulls, from its gene
+    scores: the same numbers (rounded as the evidence rounds them), without the p-values."""
+    terms = []
+    for name, score in scores.items():
+        null, _ = gene_null(name, calibration, None, None)
+        if null is not None:
+            terms.append((name, round(fisher_z(score.similarity), 4), round(null.mean, 4), round(null.sd, 4)))
+    return _mean_standardised(terms)
+
+
+def _mean_standardised(terms: Iterable[tuple[str, float, float, float]]) -> float:
+    """Mean of ``(z - null mean) / null sd`` over (gene, z, null mean, null sd) terms, leaving out
+    a zero sd and genes that only detect."""
+    values = [(z - mean) / sd for name, z, mean, sd in terms if sd and get_gene(name).orders_relatives]
     return float(sum(values) / len(values)) if values else 0.0
 
 
@@ -282,7 +300,7 @@ def relate(
     # The pooled null gives one scale; the verdict's evidence is on it already when the recipe
     # has no null of its own (the usual case outside the zoo the calibration was fitted on).
     pooled = calibration.pooled_for(recipe)
-    strength = None if pooled else strength_of({"genes": gene_evidence(scores, calibration)})
+    strength = None if pooled else pooled_strength(scores, calibration)
     if bundle is not None and learned_if_related:
         plain = decide(names[0], names[1], access, scores, calibration, alpha, recipe=recipe)
         if plain.p_value is None or plain.p_value >= alpha:

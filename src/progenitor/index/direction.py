@@ -49,6 +49,7 @@ from __future__ import annotations
 import functools
 import math
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -115,14 +116,26 @@ def _size_vote(a: DNA, b: DNA) -> float:
     return 4.0 * math.tanh(math.log(na / nb) / 0.05)
 
 
+@dataclass(frozen=True)
+class _Moments:
+    """A DNA's per-layer weight moments (log-std, kurtosis, sparsity) and the means the votes read."""
+
+    shape: tuple[int, ...]
+    kurtosis: np.ndarray
+    kurtosis_mean: float
+    sparsity_mean: float
+
+
 # Per DNA, kept while it lives: a search orients one target against every candidate.
 @per_object
-def _moments(dna: DNA) -> np.ndarray | None:
+def _moments(dna: DNA) -> _Moments | None:
     gene = dna.genes.get("weight_stats")
     if gene is None or "moments" not in gene.arrays:
         return None
     m = np.asarray(gene.arrays["moments"], dtype=np.float64)
-    return m if m.ndim == 2 and m.shape[1] >= 3 and len(m) else None
+    if not (m.ndim == 2 and m.shape[1] >= 3 and len(m)):
+        return None
+    return _Moments(m.shape, m[:, 1], m[:, 1].mean(), m[:, 2].mean())
 
 
 @per_object
@@ -146,7 +159,7 @@ def copy_step(a: DNA, b: DNA) -> str | None:
     if la is not None and lb is not None and lb > la + COPY_STEP_LOSSY:
         return "lossy"
     ma, mb = _moments(a), _moments(b)
-    if ma is not None and mb is not None and float(mb[:, 2].mean()) > float(ma[:, 2].mean()) + COPY_STEP_SPARSITY:
+    if ma is not None and mb is not None and float(mb.sparsity_mean) > float(ma.sparsity_mean) + COPY_STEP_SPARSITY:
         return "pruned"
     return None
 
@@ -189,12 +202,12 @@ def weight_stats_votes(a: DNA, b: DNA) -> dict[str, float]:
     ma, mb = _moments(a), _moments(b)
     if ma is None or mb is None:
         return votes
-    votes["sparsity"] = 4.0 * math.tanh((mb[:, 2].mean() - ma[:, 2].mean()) / 0.004)
+    votes["sparsity"] = 4.0 * math.tanh((mb.sparsity_mean - ma.sparsity_mean) / 0.004)
     if ma.shape == mb.shape:
-        dk = mb[:, 1] - ma[:, 1]
+        dk = mb.kurtosis - ma.kurtosis
         consistency = float(np.sign(np.round(dk, 4)).mean())
     else:  # other layer counts (channel pruning keeps them; other architectures do not)
-        dk = np.array([mb[:, 1].mean() - ma[:, 1].mean()])
+        dk = np.array([mb.kurtosis_mean - ma.kurtosis_mean])
         consistency = 0.5 * float(np.sign(round(float(dk[0]), 4)))
     votes["kurtosis"] = 1.0 * consistency * math.tanh(abs(float(dk.mean())) / 0.01)
     return votes

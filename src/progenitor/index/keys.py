@@ -13,6 +13,8 @@ black-box DNAs are retrieved by their learned vectors.
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 from progenitor.dna import DNA
@@ -31,6 +33,15 @@ def retrieval_key(dna: DNA) -> np.ndarray | None:
     from progenitor.learn.inputs import dna_inputs
 
     block = dna_inputs(dna)[0]["weights"].astype(np.float64)
-    key = block @ seeded_gaussian(block.size, KEY_DIM, f"retrieval-key-v{KEY_VERSION}").astype(np.float64)
+    key = block @ _projection(block.size)
     norm = float(np.linalg.norm(key))
     return (key / norm).astype(np.float32) if norm > 0 else None
+
+
+@functools.lru_cache(maxsize=4)
+def _projection(size: int) -> np.ndarray:
+    """The fixed projection of a ``size``-long weight block (made once per process: drawing it took
+    2 ms, as much as the retrieval itself). Read-only."""
+    matrix = seeded_gaussian(size, KEY_DIM, f"retrieval-key-v{KEY_VERSION}").astype(np.float64)
+    matrix.setflags(write=False)
+    return matrix

@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from progenitor._memo import per_object
 from progenitor.dna import DNA
+from progenitor.genes import GeneValue
 from progenitor.genes.values import pair_by_shape
 
 MERGE_RESIDUAL = 0.2  # residual of the fit relative to m's distance to the nearer of a, b
@@ -30,7 +32,7 @@ def merge_weight(m: DNA, a: DNA, b: DNA) -> float | None:
     to_b = dict(pair_by_shape(gm.meta["shapes"], gb.meta["shapes"]))
     xs, ys = [], []
     for i in sorted(to_a.keys() & to_b.keys()):
-        vm, va, vb = (g.arrays[f"values{k}"].astype(np.float64) for g, k in ((gm, i), (ga, to_a[i]), (gb, to_b[i])))
+        vm, va, vb = (_values64(g)[k] for g, k in ((gm, i), (ga, to_a[i]), (gb, to_b[i])))
         xs.append(vm - vb)
         ys.append(va - vb)
     if not xs:
@@ -47,6 +49,13 @@ def merge_weight(m: DNA, a: DNA, b: DNA) -> float | None:
     if nearer <= 0:
         return None  # m is a copy of a or b
     return alpha if MIN_WEIGHT < alpha < MAX_WEIGHT and residual < MERGE_RESIDUAL * nearer else None
+
+
+@per_object
+def _values64(gene: GeneValue) -> list[np.ndarray]:
+    """The gene's sampled values per tensor, float64 (kept while it lives: a tree tries each
+    model in many triples)."""
+    return [gene.arrays[f"values{i}"].astype(np.float64) for i in range(len(gene.meta["shapes"]))]
 
 
 def find_merges(dnas: list[DNA], relatives: dict[int, list[int]], per_model: int = 6) -> dict[int, set[int]]:

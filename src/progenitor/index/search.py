@@ -57,6 +57,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from progenitor._memo import LRU
 from progenitor.calibration import Calibration, load_calibration
 from progenitor.dna import DNA, load_dna
 from progenitor.errors import ProgenitorError
@@ -82,6 +83,11 @@ from progenitor.index.vectors import Backend, VectorIndex
 from progenitor.verdict import DEFAULT_ALPHA
 
 LINEAGE_CHECK = 8  # chosen on the standard zoo's validation families (4: worse; 8 and more: equal)
+# Decoded candidate DNAs kept between the queries of one ParentSearch (about 0.75 MB each with
+# what comparisons derive from them, for the standard zoo's models), and verdicts between two
+# registered models (the lineage check's), which do not depend on the query.
+CACHED_DNAS = 256
+CACHED_PAIRS = 8192
 
 __all__ = ["Candidate", "ParentSearch", "SearchResult", "resolve_target", "search_parents"]
 
@@ -249,6 +255,12 @@ class ParentSearch:
         exhaustive_up_to: collections up to this size are re-ranked exhaustively.
         lineage_check: how many of the best related candidates the lineage check builds a tree
             over (see the module docstring; 0 or 1: off).
+        cached_dnas: decoded candidate DNAs kept between queries (least recently used dropped;
+            0: none). Queries about models of one family share most candidates, so a batch of
+            searches decodes each once, and what comparisons derive from a DNA (float32 sketches,
+            kernels, its learned embedding) is kept with it.
+        cached_pairs: verdicts between two registered models (the lineage check's) kept between
+            queries (0: none). Answers are the same with and without either cache.
     """
 
     def __init__(
@@ -264,6 +276,8 @@ class ParentSearch:
         learned: Any = True,
         exhaustive_up_to: int = EXHAUSTIVE_UP_TO,
         lineage_check: int = LINEAGE_CHECK,
+        cached_dnas: int = CACHED_DNAS,
+        cached_pairs: int = CACHED_PAIRS,
     ) -> None:
         self.registry = registry
         self.exhaustive_up_to = exhaustive_up_to
@@ -275,6 +289,8 @@ class ParentSearch:
         self.order_prior = order_prior
         self.tie_tolerance = tie_tolerance
         self.lineage_check = lineage_check
+        self.dna_cache: LRU[tuple[int, str], DNA] = LRU(cached_dnas)
+        self.pair_cache: LRU[tuple[str, str], Relation] = LRU(cached_pairs)
         self.entries = {e.id: e for e in registry.entries()}
         ids, vectors = registry.vectors()
         self.index = None
@@ -338,7 +354,7 @@ class ParentSearch:
         ids, retrieval, method = self.candidates_for(target, k + 1)
         ranked, excluded = [], []
         dnas: dict[int, DNA] = {}
-        for entry, dna in self.registry.dnas(ids):
+        for entry, dna in self._candidates(ids):
             if entry.dna_hash == own or (sha and entry.sha256 == sha):
                 excluded.append(entry.name)  # the target itself
                 continue
@@ -383,6 +399,7 @@ class ParentSearch:
                 self.direction,
                 self.order_prior,
                 self.bundle,
+                self._registered_pair({c.entry.name: (c.entry, dnas[c.entry.id]) for c in chosen}),
             )
             rooted = pick is None
             if pick in {c.entry.name for c in eligible} and pick != ranked[0].entry.name:
@@ -406,6 +423,33 @@ class ParentSearch:
             excluded,
             rooted,
         )
+
+    def _candidates(self, ids: list[int]) -> list[tuple[Entry, DNA]]:
+        """(entry, DNA) of the registered ids in id order, decoded once while ``dna_cache`` keeps them."""
+        found: dict[int, tuple[Entry, DNA]] = {}
+        for i in ids:
+            entry = self.entries.get(i)
+            dna = None if entry is None else self.dna_cache.get((i, entry.dna_hash))
+            if entry is not None and dna is not None:
+                found[i] = (entry, dna)
+        for entry, dna in self.registry.dnas([i for i in ids if i not in found]):
+            found[entry.id] = (entry, self.dna_cache.put((entry.id, entry.dna_hash), dna))
+        return [found[i] for i in sorted(found)]
+
+    def _registered_pair(self, members: dict[str, tuple[Entry, DNA]]) -> Callable[[str, str], Relation]:
+        """The lineage check's verdict between two registered candidates (by name), kept in
+        ``pair_cache``: it depends on the two models only."""
+
+        def pair(x: str, y: str) -> Relation:
+            (source, a), (target, b) = members[x], members[y]
+            key = (source.dna_hash, target.dna_hash)
+            relation = self.pair_cache.get(key)
+            if relation is None:
+                relation = relate(a, b, self.calibration, self.alpha, (x, y), self.bundle, learned_if_related=True)
+                self.pair_cache.put(key, relation)
+            return relation
+
+        return pair
 
     def _direction(self, source: DNA, target: DNA, source_order: int, order: int | None) -> float:
         a, b = self.direction(source, target), self.direction(target, source)
