@@ -122,7 +122,6 @@ def check_comparable(a: DNA, b: DNA, genes: list[str]) -> None:
         )
 
 
-
 # A DNA is not changed once made; a search asks each candidate's recipe for every verdict.
 _recipe: per_object[str] = per_object(lambda dna: dna._recipe_signature())
 

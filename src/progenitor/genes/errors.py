@@ -22,7 +22,7 @@ import numpy as np
 
 from progenitor.genes._registry import Gene, GeneNotApplicable, GeneScore, GeneValue, register_gene
 from progenitor.genes.observe import Observation
-from progenitor.genes.outputs import finite_outputs
+from progenitor.genes.outputs import class_scores
 
 # The share is judged against a calibrated null of independent pairs, whose spread was measured
 # on shares of 21 to 250 mistakes (the standard zoo: 256 probes). A share of fewer mistakes carries
@@ -51,9 +51,7 @@ class ErrorAgreement(Gene):
         probes = obs.probes
         if probes is None or probes.labels is None:
             raise GeneNotApplicable("the probe set has no labels")
-        outputs = finite_outputs(obs)
-        if outputs.ndim != 2 or outputs.shape[1] < 2:
-            raise GeneNotApplicable("needs a vector of class scores per probe")
+        outputs = class_scores(obs)
         n = min(len(outputs), MAX_PROBES)
         top = outputs[:n].argmax(axis=1).astype(np.int32)
         wrong = (top != probes.labels[:n]).astype(np.uint8)

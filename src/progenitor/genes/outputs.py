@@ -47,6 +47,14 @@ def finite_outputs(obs: Observation) -> np.ndarray:
     return outputs
 
 
+def class_scores(obs: Observation) -> np.ndarray:
+    """The observation's outputs as a vector of class scores per probe (``finite_outputs``);
+    GeneNotApplicable for any other shape."""
+    if obs.outputs.ndim != 2 or obs.outputs.shape[1] < 2:
+        raise GeneNotApplicable("needs a vector of class scores per probe")
+    return finite_outputs(obs)
+
+
 def probe_keys(probes: ProbeSet) -> np.ndarray:
     """A 63-bit key per probe from its content (sha256), the same whatever the probes' order."""
     keys = []
@@ -110,9 +118,7 @@ class OutputLogits(Gene):
     description: ClassVar[str] = "centred logits per probe and output, correlated (same output space only)"
 
     def extract(self, obs: Observation) -> GeneValue:
-        if obs.outputs.ndim != 2 or obs.outputs.shape[1] < 2:
-            raise GeneNotApplicable("needs a vector of class scores per probe")
-        outputs = finite_outputs(obs)
+        outputs = class_scores(obs)
         logits = centred_logits(outputs)
         width = outputs.shape[1]
         if width > LOGIT_SKETCH:
