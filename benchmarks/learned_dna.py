@@ -3,13 +3,14 @@
 For each variant, trained on the zoo's train split (selected and calibrated on val) and scored
 on the test split's pairs (families never seen in training):
 
-* ``training-free``: the genes' combined p-value (the verdict without any learning);
+* ``training-free``: the verdict's combined p-value (``progenitor.verdict.decide`` without any
+  learning: every gene, and the behavioural genes alone, the smaller doubled);
 * ``genes-linear``: a least-squares linear probe on the genes' Fisher-z similarities (no generator);
 * ``behaviour``, ``data``, ``behaviour+data``, ``full``: the learned classifier's P(derived) with
   the generator restricted to those gene blocks (``full`` adds weights and moments);
-* ``fused:<variant>``: the verdict's gene p-values and the learned classifier's p-value (against
-  its validation independents) in one Cauchy combination, reported on the validation split too
-  (where a decision to fuse may be taken) as ``val:fused:<variant>``.
+* ``fused:<variant>``: the verdict's combined p-value and the learned classifier's p-value
+  (against its validation independents) in one Cauchy combination, reported on the validation
+  split too (where a decision to fuse may be taken) as ``val:fused:<variant>``.
 
 Usage: python benchmarks/learned_dna.py --zoo ZOO --out benchmarks/learned_dna.json
 """
@@ -30,7 +31,7 @@ from progenitor.bench.metrics import roc_auc, tpr_at_fpr
 from progenitor.calibration import load_calibration
 from progenitor.learn.train import fit
 from progenitor.stats import NullModel, cauchy_combination, fisher_z
-from progenitor.verdict import gene_evidence, learned_evidence
+from progenitor.verdict import decide, learned_evidence
 from progenitor.zoo.dna_dataset import ZooDNA
 
 VARIANTS = {
@@ -58,10 +59,10 @@ def log_p(ps: list[float]) -> float:
     return -math.log10(max(cauchy_combination(ps), 1e-300))
 
 
-def fused(gene_ps: list[list[float]], assessed: list[dict], null: NullModel | None) -> np.ndarray:
-    """Per pair: the genes' p-values and the learned classifier's p-value in one Cauchy combination."""
-    pairs = zip(gene_ps, assessed, strict=True)
-    return np.array([log_p([*ps, learned_evidence(a, null)["p_value"]]) for ps, a in pairs])
+def fused(verdict_ps: list[float], assessed: list[dict], null: NullModel | None) -> np.ndarray:
+    """Per pair: the verdict's p-value and the learned classifier's p-value in one Cauchy combination."""
+    pairs = zip(verdict_ps, assessed, strict=True)
+    return np.array([log_p([p, learned_evidence(a, null)["p_value"]]) for p, a in pairs])
 
 
 def main() -> None:
@@ -81,16 +82,18 @@ def main() -> None:
     val_labels = np.array([p.derived for p in val], dtype=float)
     results: dict[str, dict] = {}
 
-    def gene_ps(p) -> list[float]:
-        """The verdict's per-gene p-values (alignment test included), as ``compare`` computes them."""
+    def verdict_p(p) -> float:
+        """The verdict's combined p-value without learning, as ``compare`` computes it."""
         source, target = zoo.dna(p.source), zoo.dna(p.target)
-        evidence = gene_evidence(score_genes(source, target), cal, None, source.recipe())
-        return [e["p_value"] for e in evidence.values() if e.get("p_value") is not None]
+        scores = score_genes(source, target)
+        recipes = {"recipe": source.recipe(), "target_recipe": target.recipe()}
+        verdict = decide(p.source, p.target, "white", scores, cal, **recipes)
+        return 1.0 if verdict.p_value is None else verdict.p_value
 
-    test_ps, val_ps = [gene_ps(p) for p in test], [gene_ps(p) for p in val]
-    free = np.array([log_p(ps) for ps in test_ps])
-    results["training-free"] = metrics(free, labels, kinds)
-    results["val:training-free"] = metrics(np.array([log_p(ps) for ps in val_ps]), val_labels, [p.kind for p in val])
+    test_ps, val_ps = [verdict_p(p) for p in test], [verdict_p(p) for p in val]
+    results["training-free"] = metrics(-np.log10(np.maximum(test_ps, 1e-300)), labels, kinds)
+    val_free = -np.log10(np.maximum(val_ps, 1e-300))
+    results["val:training-free"] = metrics(val_free, val_labels, [p.kind for p in val])
     # genes-linear: a least-squares linear probe fitted on the train split's pairs, applied to test
     train_pairs = [p for p in zoo.pairs("train") if p.derived or p.kind in NEGATIVES]
 

@@ -102,7 +102,7 @@ def test_queries_from_a_lineage() -> None:
 
 # ---------------------------------------------------------------- the command on the smoke zoo
 
-FAST_METHODS = "progenitor-genes,sac_m,mother"
+FAST_METHODS = "progenitor-genes,progenitor-black,sac_m,mother"
 
 
 @pytest.fixture(scope="session")
@@ -155,6 +155,9 @@ def test_bench_writes_results_json(bench_out: Path) -> None:
         assert m["cost"]["pairs_compared"] > 0
     ours = results["methods"]["progenitor-genes"]
     assert ours["rule"].startswith("own verdict") and ours["auc"]["overall"] >= 0.9
+    black = results["methods"]["progenitor-black"]  # the same DNAs, outputs only
+    assert black["access"] == "black" and ours["access"] == "white"
+    assert black["cost"]["bytes_per_model"] < ours["cost"]["bytes_per_model"]
     assert results["methods"]["sac_m"]["rule"].startswith("score > threshold")
     for name in ("progenitor-genes", "mother"):
         tree = results["methods"][name]["tree"]

@@ -46,6 +46,22 @@ def test_metadata(dna) -> None:
     assert dna.probes["n"] == 96 and len(dna.probes["hash"]) == 64
 
 
+def test_narrower_access_view_is_what_that_access_extracts(saved, dna) -> None:
+    black = pg.extract(saved["state"], probes=saved["probes"], arch="families:small_cnn", access="black")
+    view = dna.at_access("black")
+    assert view.access == "black" and set(view.genes) == set(black.genes) == {
+        "output_geometry", "output_logits", "error_agreement"}
+    assert view.versions == black.versions and view.recipe() == black.recipe() != dna.recipe()
+    for name, gene in black.genes.items():
+        for key, arr in gene.arrays.items():
+            np.testing.assert_array_equal(view.genes[name].arrays[key], arr)
+    assert dna.at_access("white") is dna and view.at_access("white") is view  # never wider than extracted
+    assert set(dna.at_access("gray").genes) == set(view.genes) | {"feature_cka"}
+    assert set(dna.genes) > set(view.genes)  # a view: the DNA itself is unchanged
+    with pytest.raises(ValueError, match="access"):
+        dna.at_access("grey")
+
+
 def test_unknown_version_refused(tmp_path, dna) -> None:
     data = bytearray(_to_bytes(dna))
     struct.pack_into("<H", data, len(MAGIC), FORMAT_VERSION + 98)

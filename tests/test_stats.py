@@ -7,6 +7,7 @@ import pytest
 
 from progenitor.calibration import fit_logistic
 from progenitor.stats import cauchy_combination, clustered_null, fisher_z, pooled_between_sd, predictive_p_value
+from progenitor.verdict import combine_p_values
 
 
 def test_predictive_p_value_is_calibrated_under_the_null() -> None:
@@ -33,6 +34,59 @@ def test_cauchy_combination() -> None:
         cauchy_combination([])
     # a gene with no signal at all (p = 1) does not cancel another gene's strong evidence
     assert cauchy_combination([1e-6, 1.0]) < 1e-5
+
+
+def test_behaviour_is_tested_alone_as_well() -> None:
+    """A student's evidence is behavioural only; weight genes that see nothing must not dilute it."""
+    student = {"weight_sketch": 0.6, "feature_cka": 0.9, "output_logits": 0.02, "error_agreement": 1e-4}
+    tests = combine_p_values(student)
+    assert tests["all_genes"] == pytest.approx(cauchy_combination(list(student.values())))
+    assert tests["behaviour"] == pytest.approx(cauchy_combination([0.02, 1e-4]))
+    assert tests["combined"] == pytest.approx(2 * tests["behaviour"]) and tests["combined"] < tests["all_genes"]
+    # a weight-derived child: the test over every gene decides, doubled
+    child = {"weight_sketch": 1e-9, "output_logits": 0.3}
+    assert combine_p_values(child)["combined"] == pytest.approx(2 * cauchy_combination([1e-9, 0.3]))
+    # one test when every gene (or none) reads outputs only
+    assert combine_p_values({"output_logits": 0.02, "error_agreement": 0.5}) == {
+        "combined": cauchy_combination([0.02, 0.5])
+    }
+    assert set(combine_p_values({"weight_sketch": 0.02})) == {"combined"}
+    assert combine_p_values({}) is None
+    # still a valid test: independent uniform p-values are rejected at most alpha of the time
+    rng = np.random.default_rng(0)
+    names = ["weight_sketch", "feature_cka", "output_geometry", "output_logits", "error_agreement"]
+    draws = rng.uniform(size=(4000, len(names)))
+    combined = np.array([combine_p_values(dict(zip(names, row, strict=True)))["combined"] for row in draws])
+    assert (combined < 0.05).mean() <= 0.05 and (combined < 0.01).mean() <= 0.012
+
+
+def test_a_student_of_another_recipe_meets_the_pooled_behaviour_null() -> None:
+    """The behavioural test reads the source recipe's own null only for targets of that recipe."""
+    from progenitor.calibration import Calibration, GeneNull
+    from progenitor.genes import GeneScore
+    from progenitor.verdict import behaviour_recipe, decide
+
+    assert behaviour_recipe("r1", "r1") == "r1" and behaviour_recipe("r1", None) == "r1"
+    assert behaviour_recipe("r1", "r2") is None and behaviour_recipe(None, "r2") is None
+    rng = np.random.default_rng(0)
+    pooled, own = list(rng.normal(0.3, 0.1, 40)), list(rng.normal(1.0, 0.1, 10))  # r1's models agree more
+    calibration = Calibration(
+        {
+            "weight_sketch": GeneNull(4, list(rng.normal(0.0, 0.1, 40)), groups={"r1": list(rng.normal(0.0, 0.1, 10))}),
+            "output_logits": GeneNull(1, pooled, groups={"r1": own}),
+        },
+        (0.0, 1.0),
+        "hand-made",
+    )
+    scores = {"weight_sketch": GeneScore(0.0, {}), "output_logits": GeneScore(float(np.tanh(0.9)), {})}
+    same = decide("s", "t", "white", scores, calibration, recipe="r1", target_recipe="r1")
+    other = decide("s", "t", "white", scores, calibration, recipe="r1", target_recipe="r2")
+    # the gene's evidence is on the source's own null either way; only the behavioural test moves
+    assert same.evidence["genes"] == other.evidence["genes"]
+    assert same.evidence["genes"]["output_logits"]["p_value"] > 0.5
+    assert other.evidence["tests"]["behaviour"] < 1e-3 < same.evidence["tests"]["behaviour"]
+    assert other.verdict == "derived" and same.verdict == "unrelated"
+    assert "behaviour_null" in other.evidence and "behaviour_null" not in same.evidence
 
 
 def test_fisher_z_clips() -> None:

@@ -254,6 +254,7 @@ def compare_many(
                 custom,
                 learned_entry,
                 recipe=src.recipe(),
+                target_recipe=tgt.recipe(),
             )
         )
     return results

@@ -9,13 +9,24 @@ from progenitor.api import ModelLike, as_dna, score_genes
 from progenitor.calibration import Calibration, fit_calibration
 from progenitor.dna import DNA
 from progenitor.genes import get_gene
-from progenitor.stats import cauchy_combination, fisher_z
+from progenitor.stats import fisher_z
+from progenitor.verdict import behaviour_recipe, behavioural, combine_p_values
 
 
-def combined_p(similarities: dict[str, float], calibration: Calibration, recipe: str | None = None) -> float | None:
+def combined_p(
+    similarities: dict[str, float],
+    calibration: Calibration,
+    recipe: str | None = None,
+    target_recipe: str | None = None,
+) -> float | None:
     """The verdict's combined p-value for raw gene similarities under ``calibration``."""
-    ps = [calibration.genes[n].p_value(fisher_z(s), recipe) for n, s in similarities.items() if n in calibration.genes]
-    return cauchy_combination(ps) if ps else None
+    zs = {n: fisher_z(s) for n, s in similarities.items() if n in calibration.genes}
+    own = behaviour_recipe(recipe, target_recipe)
+    behaviour = None
+    if own != recipe:
+        behaviour = {n: calibration.genes[n].p_value(z, own) for n, z in zs.items() if behavioural(n)}
+    tests = combine_p_values({n: calibration.genes[n].p_value(z, recipe) for n, z in zs.items()}, behaviour)
+    return None if tests is None else tests["combined"]
 
 
 def score_pairs(
@@ -53,11 +64,14 @@ def calibrate(
     source: str,
     recipes: list[str | None] | None = None,
     clusters: list[str | None] | None = None,
+    target_recipes: list[str | None] | None = None,
 ) -> Calibration:
     """A Calibration (gene nulls, per-recipe nulls, p -> probability map) from scored, labelled pairs.
 
-    ``clusters`` labels dependent pairs (see ``progenitor.calibration.fit_calibration``).
+    ``clusters`` labels dependent pairs (see ``progenitor.calibration.fit_calibration``);
+    ``recipes`` and ``target_recipes`` are each pair's source and target recipe signatures.
     """
     names = {n for sims, _ in records for n in sims}
     versions = {n: get_gene(n).version for n in sorted(names)}
-    return fit_calibration(records, versions, source, combine=combined_p, recipes=recipes, clusters=clusters)
+    return fit_calibration(records, versions, source, combine=combined_p, recipes=recipes, clusters=clusters,
+                           target_recipes=target_recipes)

@@ -183,6 +183,7 @@ def fit_calibration(
     combine: Any = None,
     recipes: list[str | None] | None = None,
     clusters: list[str | None] | None = None,
+    target_recipes: list[str | None] | None = None,
 ) -> Calibration:
     """Fit a calibration from ``(gene similarities, derived?)`` records of labelled pairs.
 
@@ -191,12 +192,13 @@ def fit_calibration(
             Negatives should be independently trained models (other seeds of the same recipe).
         versions: gene name -> extractor version the similarities were measured with.
         source: a description of the pairs (e.g. the zoo hash and split).
-        combine: function(similarities, Calibration, recipe) -> combined p-value, used to fit
-            the logistic map; when None only the nulls are fitted.
+        combine: function(similarities, Calibration, recipe, target recipe) -> combined p-value,
+            used to fit the logistic map; when None only the nulls are fitted.
         recipes: per record, the source's recipe signature (``DNA.recipe()``); the null is then
             also kept per recipe.
         clusters: per record, a label shared by dependent pairs (e.g. the two families the
             models come from); None: every pair is its own cluster.
+        target_recipes: per record, the target's recipe signature (for ``combine``).
     """
     from progenitor.stats import fisher_z
 
@@ -225,8 +227,9 @@ def fit_calibration(
     cal = Calibration(genes, (0.0, 1.0), source)
     if combine is not None:
         xs, ys = [], []
-        for (sims, derived), key in zip(records, keys, strict=True):
-            p = combine(sims, cal, key)
+        targets = target_recipes if target_recipes is not None else [None] * len(records)
+        for (sims, derived), key, target_key in zip(records, keys, targets, strict=True):
+            p = combine(sims, cal, key, target_key)
             if p is not None:
                 xs.append(min(-math.log10(max(p, 1e-300)), 50.0))
                 ys.append(1.0 if derived else 0.0)

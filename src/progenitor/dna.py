@@ -21,7 +21,7 @@ import hashlib
 import json
 import struct
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -67,6 +67,22 @@ class DNA:
         """Bytes of array payload (genes and vector)."""
         vec = 0 if self.vector is None else self.vector.nbytes
         return vec + sum(g.nbytes() for g in self.genes.values())
+
+    def at_access(self, access: str) -> DNA:
+        """This DNA as a model that allows only ``access`` would have given it: the genes that
+        need more are left out (with them, for ``black``, the layer structure ``recipe`` reads),
+        and so is a learned vector made from them. A view: the gene values are shared, not copied."""
+        from progenitor.genes import get_gene
+        from progenitor.models.base import ACCESS_LEVELS
+
+        if access not in ACCESS_LEVELS:
+            raise ValueError(f"access must be one of {', '.join(ACCESS_LEVELS)}, not {access!r}")
+        level = min(ACCESS_LEVELS.index(access), ACCESS_LEVELS.index(self.access))
+        if level == ACCESS_LEVELS.index(self.access):
+            return self
+        genes = {n: g for n, g in self.genes.items() if ACCESS_LEVELS.index(get_gene(n).access) <= level}
+        versions = {n: v for n, v in self.versions.items() if n in genes}
+        return replace(self, access=ACCESS_LEVELS[level], genes=genes, versions=versions, vector=None, vector_spec=None)
 
     def recipe(self) -> str:
         """A short signature of the model's recipe, for recipe-specific nulls in a calibration.

@@ -3,7 +3,8 @@
 Each gene's similarity is turned into a one-sided p-value against the null of independently
 trained models (from a Calibration, or from independent models the caller supplies); the genes'
 p-values are combined with the Cauchy combination test, which stays valid when the genes are
-dependent. The verdict is
+dependent, once over every gene and once over the genes that read outputs only (a student's only
+evidence); the smaller, doubled, is the combined p-value (``combine_p_values``). The verdict is
 
 * ``derived`` when the combined p-value is below ``alpha`` (the false-positive rate on
   independent models that the caller accepts),
@@ -36,6 +37,7 @@ Verdict = Literal["derived", "unrelated", "inconclusive"]
 DEFAULT_ALPHA = 0.01
 INCONCLUSIVE_FACTOR = 5.0
 REVERSED = 0.2
+BEHAVIOUR_ACCESS = "black"  # genes of this access form the verdict's behavioural test
 
 
 @dataclass
@@ -114,10 +116,54 @@ def gene_evidence(
     return out
 
 
-def combined_p_value(evidence: dict[str, dict[str, Any]]) -> float | None:
-    """Cauchy combination of the genes' p-values, or None when no gene has one."""
-    ps = [e["p_value"] for e in evidence.values() if e.get("p_value") is not None]
-    return cauchy_combination(ps) if ps else None
+def behavioural(gene: str) -> bool:
+    """Whether a gene reads the model's outputs only (it joins the verdict's behavioural test)."""
+    return get_gene(gene).access == BEHAVIOUR_ACCESS
+
+
+def behaviour_recipe(recipe: str | None, target_recipe: str | None) -> str | None:
+    """The recipe whose null the behavioural test reads: the source's own when the target is of
+    that recipe (or its recipe is unknown), else none (the pooled null over every recipe).
+
+    The source's own null holds independent models *of its recipe*, which share its architecture
+    and with it some of its behaviour; a target of another architecture (a student) is not one of
+    those, and the calibration has no null for that pairing. On the standard zoo's validation
+    families, the pooled null there took distillation's AUC from 0.914 to 0.966 and extraction's
+    from 0.844 to 0.900 (the source's own null everywhere; 0.894 and 0.851 with no behavioural
+    test, 0.960 and 0.856 with the pooled null for every target). The test over every gene keeps
+    the source's own null (the pooled null there too, for targets of another recipe: 0.965 and
+    0.897). On the evasion zoo's far-distilled students, same-recipe targets, it is weaker than
+    the pooled null for every target would be (BENCHMARKS.md section 5)."""
+    return recipe if target_recipe is None or target_recipe == recipe else None
+
+
+def combine_p_values(
+    p_values: dict[str, float], behaviour: dict[str, float] | None = None
+) -> dict[str, float] | None:
+    """The genes' p-values (gene name -> p) combined into the verdict's p-value, or None if empty.
+
+    Two hypotheses are tested: that the target carries the source's genes at all (the Cauchy
+    combination of every gene, ``all_genes``), and that it behaves like the source (of the
+    behavioural genes, ``behaviour``: those of ``p_values``, or the p-values given, measured
+    against the null ``behaviour_recipe`` picks). The verdict's p-value is the smaller, doubled
+    (Bonferroni, valid whatever their dependence): ``combined``. A student distilled or extracted
+    from the source shares none of its weights, so its only evidence is behavioural, and averaged
+    with weight tests that see nothing it is diluted. On the standard zoo's validation families
+    (with ``behaviour_recipe``'s nulls) the second test raised distillation's AUC from 0.894 to
+    0.966, extraction's from 0.851 to 0.900 and TPR at 1% FPR from 0.907 to 0.930, removed the
+    one same-architecture false positive, and cost two students decided at alpha = 0.01 (their
+    test over every gene had p 0.005-0.0096). When every gene (or none) is behavioural, the two
+    tests are one and ``combined`` is the Cauchy combination of ``p_values``.
+    """
+    if not p_values:
+        return None
+    everything = cauchy_combination(list(p_values.values()))
+    if behaviour is None:
+        behaviour = {name: p for name, p in p_values.items() if behavioural(name)}
+    if not behaviour or all(behavioural(name) for name in p_values):
+        return {"combined": everything}
+    behaving = cauchy_combination(list(behaviour.values()))
+    return {"combined": min(1.0, 2.0 * min(everything, behaving)), "all_genes": everything, "behaviour": behaving}
 
 
 def learned_evidence(learned: dict[str, Any], null: NullModel | None) -> dict[str, Any]:
@@ -143,15 +189,26 @@ def decide(
     custom_null: dict[str, list[float]] | None = None,
     learned: dict[str, Any] | None = None,
     recipe: str | None = None,
+    target_recipe: str | None = None,
 ) -> Comparison:
     """Turn gene scores (and the learned classifier's output) into a Comparison.
 
     ``recipe`` is the source's recipe signature (``DNA.recipe()``): when the calibration holds
-    independents of that recipe, their null is used instead of the pooled one.
+    independents of that recipe, their null is used instead of the pooled one. ``target_recipe``
+    is the target's: the behavioural test reads the null ``behaviour_recipe`` picks.
     """
     evidence = gene_evidence(scores, calibration, custom_null, recipe)
-    p = combined_p_value(evidence)
-    if p is None:
+    p_values = {n: e["p_value"] for n, e in evidence.items() if e.get("p_value") is not None}
+    own = behaviour_recipe(recipe, target_recipe)
+    behaviour = None
+    if own != recipe:
+        behaviour = {}
+        for name in p_values:
+            null = gene_null(name, calibration, custom_null, own)[0] if behavioural(name) else None
+            if null is not None:
+                behaviour[name] = float(f"{null.p_value(fisher_z(scores[name].similarity)):.6g}")
+    tests = combine_p_values(p_values, behaviour)
+    if tests is None:
         return Comparison(
             source,
             target,
@@ -166,6 +223,11 @@ def decide(
                 "reason": "no gene with a calibrated null could be measured on both models",
             },
         )
+    p = tests["combined"]
+    both = {k: float(f"{v:.6g}") for k, v in tests.items() if k != "combined"}  # the two tests, when two
+    how = ""
+    if both:
+        how = f" (all genes {both['all_genes']:.3g}, behaviour {both['behaviour']:.3g}; the smaller, doubled)"
     a, b = calibration.logistic
     probability = sigmoid(a + b * min(-math.log10(max(p, 1e-300)), 50.0))
     significant = sorted(
@@ -179,7 +241,7 @@ def decide(
         )
     elif p < alpha:
         verdict = "derived"
-        reason = f"combined p-value {p:.3g} < alpha {alpha}"
+        reason = f"combined p-value {p:.3g}{how} < alpha {alpha}"
     elif significant or p < INCONCLUSIVE_FACTOR * alpha:
         verdict = "inconclusive"
         reason = (
@@ -189,7 +251,7 @@ def decide(
         )
     else:
         verdict = "unrelated"
-        reason = f"combined p-value {p:.3g} >= alpha {alpha}: like independently trained models"
+        reason = f"combined p-value {p:.3g}{how} >= alpha {alpha}: like independently trained models"
     return Comparison(
         source,
         target,
@@ -202,6 +264,8 @@ def decide(
             "decided_by": significant,
             "alpha": alpha,
             "reason": reason,
+            **({"tests": both} if both else {}),
+            **({"behaviour_null": "pooled: the target is of another recipe"} if both and own != recipe else {}),
             "calibration": calibration.source,
             **({"learned_dna": learned} if learned is not None else {}),
         },

@@ -4,12 +4,13 @@
     results = run_bench(BenchConfig(zoo=Path("zoo"), out=Path("bench-out")))
 
 ``run_bench`` runs ours (``progenitor``: full verdict with the learned Model DNA when one ships;
-``progenitor-genes``: training-free) and every registered baseline on the labelled pairs of one
-split of a built zoo, and writes ``results.json`` (versions, zoo hash, git commit, machine, every
-number), ``results.md`` (tables), ``pairs.csv`` (every score), ``calibration.json`` (ours' gene
-calibration as used) and plots (ROC per derivation kind, AUC heat map, cost vs accuracy).
-Modules: ``tasks`` (the questions), ``methods`` (one adapter per method), ``metrics`` (pure
-functions), ``evaluate`` (grading), ``trees`` (family trees), ``run``, ``report``, ``plots``.
+``progenitor-genes``: training-free; ``progenitor-black``: training-free on outputs only) and
+every registered baseline on the labelled pairs of one split of a built zoo, and writes
+``results.json`` (versions, zoo hash, git commit, machine, every number), ``results.md`` (tables),
+``pairs.csv`` (every score), ``calibration.json`` (ours' gene calibration as used) and plots (ROC
+per derivation kind, AUC heat map, cost vs accuracy). Modules: ``tasks`` (the questions),
+``methods`` (one adapter per method), ``metrics`` (pure functions), ``evaluate`` (grading),
+``trees`` (family trees), ``run``, ``report``, ``plots``.
 """
 
 from __future__ import annotations

@@ -13,7 +13,10 @@ the model's training data, exactly as ``progenitor.zoo.dna_dataset.ZooDNA`` extr
 * ``progenitor``: the full verdict of ``compare_many`` (genes + the learned Model DNA when one is
   given or ships); rank score ``-log10`` of the combined p-value; operating point: the verdict
   ``derived`` at ``alpha``;
-* ``progenitor-genes``: the same with ``learned=False`` (training-free).
+* ``progenitor-genes``: the same with ``learned=False`` (training-free);
+* ``progenitor-black``: ``progenitor-genes`` on what a black-box model gives (``DNA.at_access``:
+  the genes that read outputs only; the recipe, read from the layers, unknown), the access the
+  issue's distillation and extraction targets are set for.
 """
 
 from __future__ import annotations
@@ -47,7 +50,7 @@ from progenitor.zoo.dna_dataset import _data_sample  # the zoo's own sample of a
 
 NOT_APPLICABLE = (BaselineNotApplicable, GeneNotApplicable, ProgenitorError, NotImplementedError)
 P_FLOOR = 1e-300
-OURS = ("progenitor", "progenitor-genes")
+OURS = ("progenitor", "progenitor-genes", "progenitor-black")
 
 
 @dataclass
@@ -126,14 +129,14 @@ class Method(ABC):
 class ProgenitorMethod(Method):
     """Our verdict through ``compare_many`` (learned or training-free, see the module docstring)."""
 
-    access = "white"
     family = "ours"
     paper = "this project: Model DNA (Mu et al., ECAI 2024) with calibrated training-free genes"
 
-    def __init__(self, name: str, context: BenchContext, learned: bool) -> None:
+    def __init__(self, name: str, context: BenchContext, learned: bool, access: str = "white") -> None:
         self.name = name
         self.context = context
         self.bundle = context.bundle if learned else None
+        self.access = access
 
     own_parent_test = True
 
@@ -214,7 +217,8 @@ class ProgenitorMethod(Method):
         return self.context.dnas[key]
 
     def fingerprint(self, model: Model, entry: dict[str, Any]) -> tuple[Any, float]:
-        dna, seconds = self._dna(model, entry)
+        dna, seconds = self._dna(model, entry)  # the time of the whole DNA, also for a narrower view
+        dna = dna.at_access(self.access)
         if self.bundle is not None:  # the learned DNA vector costs one generator pass more
             started = time.perf_counter()
             self.bundle.embed([dna])
@@ -318,7 +322,8 @@ def list_methods() -> list[str]:
 def make_method(name: str, context: BenchContext) -> Method:
     """The adapter for method ``name`` (see ``list_methods``)."""
     if name in OURS:
-        return ProgenitorMethod(name, context, learned=name == "progenitor")
+        return ProgenitorMethod(name, context, learned=name == "progenitor",
+                                access="black" if name == "progenitor-black" else "white")
     try:
         baseline = get_baseline(name)
     except KeyError:

@@ -36,6 +36,8 @@ def _style(name: str, index: int) -> dict[str, Any]:
         return {"color": "black", "linewidth": 2.4, "zorder": 5}
     if name == "progenitor-genes":
         return {"color": "0.35", "linewidth": 2.0, "linestyle": "--", "zorder": 4}
+    if name == "progenitor-black":
+        return {"color": "0.55", "linewidth": 2.0, "linestyle": ":", "zorder": 4}
     cycle = ["tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple", "tab:brown", "tab:pink",
              "tab:olive", "tab:cyan", "gold", "navy", "teal"]
     return {"color": cycle[index % len(cycle)], "linewidth": 1.2}

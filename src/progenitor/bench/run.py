@@ -123,7 +123,8 @@ def calibrate_split(zoo: ZooDNA, split: str, scheme: str) -> Calibration:
     negatives = sum(1 for p in pairs if not p.derived)
     return calibrate(records, f"zoo {zoo.manifest['name']} {zoo.zoo_hash[:12]}, {split} split ({scheme}): "
                               f"{len(pairs) - negatives} derived and {negatives} independent pairs",
-                     recipes=[zoo.dna(p.source).recipe() for p in pairs])
+                     recipes=[zoo.dna(p.source).recipe() for p in pairs],
+                     target_recipes=[zoo.dna(p.target).recipe() for p in pairs])
 
 
 def _fingerprints(run: MethodRun, models: list[str], cache: ModelCache, note: Progress) -> None:
@@ -219,7 +220,8 @@ def run_method(method: Method, tasks: Tasks, cache: ModelCache, trees: bool, see
 
 
 # Slowest first, so that parallel jobs finish together.
-_COST_ORDER = ("progenitor", "progenitor-genes", "reef_cka", "modeldiff", "csu_match", "csu_independence")
+_COST_ORDER = ("progenitor", "progenitor-genes", "progenitor-black", "reef_cka", "modeldiff", "csu_match",
+               "csu_independence")
 
 
 def _run_one(name: str, tasks: Tasks, context: BenchContext, config: BenchConfig,
@@ -322,7 +324,7 @@ def run_bench(config: BenchConfig, progress: Progress | None = None) -> dict[str
     calibration_path = calibration.save(Path(config.out) / "calibration.json")
     context = BenchContext(load_probes(str(zoo.root / zoo.probes["path"])), calibration, bundle, config.alpha)
     # Without a learned DNA our two rows are one verdict: run it once.
-    twins = {"progenitor": "progenitor-genes"} if bundle is None and set(OURS) <= set(names) else {}
+    twins = {"progenitor": "progenitor-genes"} if bundle is None and set(OURS[:2]) <= set(names) else {}
     to_run = [n for n in names if n not in twins]
     if config.jobs > 1 and len(to_run) > 1:
         done = _run_parallel(to_run, context, config, calibration_path)

@@ -296,17 +296,17 @@ def relate(
 
     scores = score_genes(source, target)
     access = ACCESS_LEVELS[min(ACCESS_LEVELS.index(source.access), ACCESS_LEVELS.index(target.access))]
-    recipe = source.recipe()
+    recipe, other = source.recipe(), target.recipe()
     # The pooled null gives one scale; the verdict's evidence is on it already when the recipe
     # has no null of its own (the usual case outside the zoo the calibration was fitted on).
     pooled = calibration.pooled_for(recipe)
     strength = None if pooled else pooled_strength(scores, calibration)
     if bundle is not None and learned_if_related:
-        plain = decide(names[0], names[1], access, scores, calibration, alpha, recipe=recipe)
+        plain = decide(names[0], names[1], access, scores, calibration, alpha, recipe=recipe, target_recipe=other)
         if plain.p_value is None or plain.p_value >= alpha:
             return relation_of(plain, source, target, strength)
     learned = None if bundle is None else learned_evidence(bundle.assess(source, target), bundle.null_model())
-    result = decide(names[0], names[1], access, scores, calibration, alpha, None, learned, recipe)
+    result = decide(names[0], names[1], access, scores, calibration, alpha, None, learned, recipe, other)
     return relation_of(result, source, target, strength)
 
 

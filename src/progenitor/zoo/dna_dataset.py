@@ -185,6 +185,7 @@ def calibrate_on_zoo(
         f"zoo {zoo.manifest['name']} {zoo.zoo_hash[:12]}, {split} split: "
         f"{len(records) - negatives} derived and {negatives} independent pairs",
         recipes=[zoo.dna(p.source).recipe() for p in pairs],
+        target_recipes=[zoo.dna(p.target).recipe() for p in pairs],
         # Every derivative of one family against every derivative of another: one cluster.
         clusters=["|".join(sorted((zoo.models[p.source]["family"], zoo.models[p.target]["family"]))) for p in pairs],
     )
