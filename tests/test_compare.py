@@ -50,6 +50,24 @@ def test_black_box_access_only(saved) -> None:
     assert r.verdict == "derived"
 
 
+def test_white_dnas_compared_at_black_access_are_black_box_dnas(saved) -> None:
+    """Restricting the access of white DNAs gives the verdict black-box extractions give."""
+    import dataclasses
+
+    probes = saved["probes"]
+    white = [pg.extract(saved[k], probes=probes) for k in ("parent", "noised")]
+    black = [pg.extract(saved[k], probes=probes, access="black") for k in ("parent", "noised")]
+    # a calibration that holds a null for the parent's layer structure, which a black-box DNA lacks
+    shipped = pg.load_calibration()
+    gene = shipped.genes["output_logits"]
+    genes = {**shipped.genes, "output_logits": dataclasses.replace(gene, groups={white[0].recipe(): [2.0] * 10})}
+    calibration = pg.Calibration(genes, shipped.logistic, "with a recipe null")
+    narrowed = pg.compare(white[0], white[1], access="black", calibration=calibration)
+    direct = pg.compare(black[0], black[1], calibration=calibration)
+    assert narrowed.access == direct.access == "black"
+    assert narrowed.p_value == direct.p_value and narrowed.evidence["genes"] == direct.evidence["genes"]
+
+
 def test_in_process_modules_and_dna_objects(family, probes_array) -> None:
     src = pg.extract(pg.load(family.parent, input_shape=(1, 8, 8)), probes=probes_array)
     null = [pg.load(m, input_shape=(1, 8, 8)) for m in family.independents[:4]]

@@ -9,7 +9,7 @@ import pytest
 
 import progenitor as pg
 from progenitor.dna import FORMAT_VERSION, MAGIC, MAX_DNA_BYTES, _to_bytes
-from progenitor.errors import DNAFormatError, IncomparableError
+from progenitor.errors import AccessError, DNAFormatError, IncomparableError
 
 
 @pytest.fixture(scope="module")
@@ -58,7 +58,7 @@ def test_narrower_access_view_is_what_that_access_extracts(saved, dna) -> None:
     assert dna.at_access("white") is dna and view.at_access("white") is view  # never wider than extracted
     assert set(dna.at_access("gray").genes) == set(view.genes) | {"feature_cka"}
     assert set(dna.genes) > set(view.genes)  # a view: the DNA itself is unchanged
-    with pytest.raises(ValueError, match="access"):
+    with pytest.raises(AccessError, match="access"):
         dna.at_access("grey")
 
 

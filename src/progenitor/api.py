@@ -220,11 +220,12 @@ def compare_many(
     bundle = resolve_learned(learned)
     note = progress or (lambda _msg: None)
     note(f"source {_label(source)}")
-    src = as_dna(source, probes=probes, access=access, **load_options)
+    # A DNA compared at a narrower access is seen as that access extracts it (its recipe too).
+    src = _at(as_dna(source, probes=probes, access=access, **load_options), access)
 
     def other(ref: ModelLike) -> DNA:
         if isinstance(ref, DNA) or _is_dna_ref(ref):
-            return as_dna(ref)
+            return _at(as_dna(ref), access)
         return as_dna(ref, probes=_probes_like(src, probes), access=access, genes=list(src.genes), **load_options)
 
     custom = None
@@ -258,6 +259,10 @@ def compare_many(
             )
         )
     return results
+
+
+def _at(dna: DNA, access: str) -> DNA:
+    return dna if access == "auto" else dna.at_access(access)
 
 
 def _label(ref: ModelLike) -> str:

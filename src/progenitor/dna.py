@@ -29,7 +29,7 @@ import numpy as np
 
 from progenitor._io import write_atomic
 from progenitor._memo import per_object
-from progenitor.errors import DNAFormatError, IncomparableError
+from progenitor.errors import AccessError, DNAFormatError, IncomparableError
 from progenitor.genes import GeneValue
 
 MAGIC = b"PGDNA\0"
@@ -76,7 +76,7 @@ class DNA:
         from progenitor.models.base import ACCESS_LEVELS
 
         if access not in ACCESS_LEVELS:
-            raise ValueError(f"access must be one of {', '.join(ACCESS_LEVELS)}, not {access!r}")
+            raise AccessError(f"access must be one of {', '.join(ACCESS_LEVELS)}, not {access!r}")
         level = min(ACCESS_LEVELS.index(access), ACCESS_LEVELS.index(self.access))
         if level == ACCESS_LEVELS.index(self.access):
             return self
