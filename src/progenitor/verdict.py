@@ -25,6 +25,7 @@ The probability is a calibrated map of the combined p-value (``Calibration.logis
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -116,6 +117,7 @@ def gene_evidence(
     return out
 
 
+@functools.cache
 def behavioural(gene: str) -> bool:
     """Whether a gene reads the model's outputs only (it joins the verdict's behavioural test)."""
     return get_gene(gene).access == BEHAVIOUR_ACCESS
