@@ -275,6 +275,7 @@ def relate(
     names: tuple[str, str] = ("source", "target"),
     bundle: Any = None,
     learned_if_related: bool = False,
+    scores: dict[str, Any] | None = None,
 ) -> Relation:
     """The full verdict on ``target`` derived from ``source`` (as ``compare`` gives it: against the
     source recipe's own null where the calibration has one), with its strength for lineage.
@@ -290,11 +291,12 @@ def relate(
     The classifier changes only a verdict whose genes call the pair related (combined p-value
     below ``alpha``: its direction can make it ``inconclusive``); with ``learned_if_related`` it is
     assessed only then, and other pairs' evidence lacks it (their verdict, probability, p-value
-    and strength are the same). A search or a tree compares mostly unrelated pairs.
+    and strength are the same). A search or a tree compares mostly unrelated pairs. ``scores``:
+    the pair's gene scores (``score_genes``) when the caller has them already.
     """
     from progenitor.verdict import learned_evidence
 
-    scores = score_genes(source, target)
+    scores = scores if scores is not None else score_genes(source, target)
     access = ACCESS_LEVELS[min(ACCESS_LEVELS.index(source.access), ACCESS_LEVELS.index(target.access))]
     recipe, other = source.recipe(), target.recipe()
     # The pooled null gives one scale; the verdict's evidence is on it already when the recipe

@@ -58,6 +58,7 @@ from pathlib import Path
 from typing import Any
 
 from progenitor._memo import LRU
+from progenitor.api import score_genes
 from progenitor.calibration import Calibration, load_calibration
 from progenitor.dna import DNA, load_dna
 from progenitor.errors import ProgenitorError
@@ -354,13 +355,14 @@ class ParentSearch:
         ids, retrieval, method = self.candidates_for(target, k + 1)
         ranked, excluded = [], []
         dnas: dict[int, DNA] = {}
+        scores: dict[int, dict[str, Any]] = {}  # kept for the candidates shown (see below)
         for entry, dna in self._candidates(ids):
             if entry.dna_hash == own or (sha and entry.sha256 == sha):
                 excluded.append(entry.name)  # the target itself
                 continue
-            relation = relate(
-                dna, target, self.calibration, self.alpha, (entry.name, label), self.bundle, learned_if_related=True
-            )
+            scores[entry.id] = score_genes(dna, target)
+            relation = relate(dna, target, self.calibration, self.alpha, (entry.name, label), self.bundle,
+                              learned_if_related=True, scores=scores[entry.id])
             direction = self._direction(dna, target, entry.id, order)
             cost = edge_cost(relation, direction, self.direction_weight)
             basis = parent_basis(relation, direction, dna, target)
@@ -412,7 +414,8 @@ class ParentSearch:
             for c in ranked[:top]:
                 if c.relation.comparison is not None and "learned_dna" not in c.relation.comparison.evidence:
                     names = (c.entry.name, label)
-                    c.relation = relate(dnas[c.entry.id], target, self.calibration, self.alpha, names, self.bundle)
+                    c.relation = relate(dnas[c.entry.id], target, self.calibration, self.alpha, names, self.bundle,
+                                        scores=scores[c.entry.id])
         return SearchResult(
             label,
             ranked[:top],
