@@ -247,9 +247,9 @@ def decide(
     elif significant or p < INCONCLUSIVE_FACTOR * alpha:
         verdict = "inconclusive"
         reason = (
-            f"genes disagree: {', '.join(significant)} below alpha alone, combined p {p:.3g}"
+            f"genes disagree: {', '.join(significant)} below alpha alone, combined p {p:.3g}{how}"
             if significant
-            else f"borderline: combined p {p:.3g} < {INCONCLUSIVE_FACTOR * alpha:g}"
+            else f"borderline: combined p {p:.3g}{how} < {INCONCLUSIVE_FACTOR * alpha:g}"
         )
     else:
         verdict = "unrelated"
