@@ -145,7 +145,7 @@ def test_migration_from_schema_v1(reg, tmp_path) -> None:
     conn.close()
 
     with Registry(path) as registry:
-        assert registry.schema_version == SCHEMA_VERSION == 5
+        assert registry.schema_version == SCHEMA_VERSION == 6
         entries = registry.entries()
         # names come from the references' stems, made unique; columns back-filled from the DNAs
         assert [e.name for e in entries] == ["model", "model-2", "vec"]
@@ -154,16 +154,18 @@ def test_migration_from_schema_v1(reg, tmp_path) -> None:
         ids, vectors = registry.vectors()
         assert list(ids) == [entries[2].id] and np.allclose(vectors[0], np.eye(4)[0])
         versions = [r[0] for r in registry._conn.execute("SELECT version FROM schema_migrations")]
-        assert versions == [1, 2, 3, 4, 5]
+        assert versions == [1, 2, 3, 4, 5, 6]
         crcs = [r[0] for r in registry._conn.execute("SELECT crc32 FROM payloads ORDER BY id")]
         assert all(isinstance(c, int) for c in crcs) and len(crcs) == 3  # back-filled
         key_ids, keys = registry.keys()  # weight keys back-filled for the two white-box DNAs
         assert list(key_ids) == [entries[0].id, entries[1].id] and keys.shape == (2, KEY_DIM)
+        behaviour_ids, behaviour = registry.behaviour_keys()  # likewise behaviour keys (outputs read)
+        assert list(behaviour_ids) == list(key_ids) and np.allclose(np.linalg.norm(behaviour, axis=1), 1)
         columns = [r[1] for r in registry._conn.execute("PRAGMA table_info(dnas)")]
         assert "dna" not in columns and "name" in columns  # payloads moved out of the metadata rows
         assert genome_hash(registry.dna("model-2")) == genome_hash(rows[1][0])
         assert registry.add(reg.dna("pruned-50")).entry.id == 4  # ids continue after the migrated rows
-        registry._conn.execute("INSERT INTO schema_migrations VALUES (6, 'later', 'from the future')")
+        registry._conn.execute("INSERT INTO schema_migrations VALUES (7, 'later', 'from the future')")
     with pytest.raises(RegistryError, match="newer than this release"):
         Registry(path)
 
@@ -353,6 +355,18 @@ def test_search_beyond_the_exhaustive_threshold_retrieves_by_weight_keys(reg) ->
         result = engine(reg.dna(child), name=child, candidates=2)
         assert result.method.startswith("key:"), result.method
         assert result.parent is not None and result.parent.entry.name == "parent", child
+
+
+def test_a_black_box_target_is_retrieved_by_behaviour_keys(reg) -> None:
+    """A target known by its outputs only has no weight key, and its learned vector is made from
+    one block of four: the behaviour keys (every registered DNA has one) bring its parent in."""
+    engine = ParentSearch(reg, exhaustive_up_to=0)
+    parent = reg.get("parent").id
+    for child in CHILDREN:
+        # the five nearest: itself and the family's four others, before any independent model
+        ids, _, how = engine.candidates_for(reg.dna(child).at_access("black"), 5)
+        assert "behaviour-key" in how and parent in ids, (child, how)
+    assert "behaviour-key" not in engine.candidates_for(reg.dna(CHILDREN[0]), 2)[2]  # white among white
 
 
 def test_search_new_uploads(reg, saved) -> None:

@@ -36,7 +36,7 @@ import numpy as np
 from progenitor.dna import DNA, DNAFormatError, load_dna, save_dna
 from progenitor.errors import ProbeError, ProgenitorError
 from progenitor.index._dna import dna_from_bytes, dna_to_bytes, genome_hash
-from progenitor.index.keys import retrieval_key
+from progenitor.index.keys import behaviour_key, retrieval_key
 from progenitor.index.spec import ExtractorSpec, SpecMismatchError
 from progenitor.probes import ProbeSet, from_array, labels_path, load_probes
 
@@ -50,7 +50,7 @@ __all__ = [
     "default_db_path",
 ]
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 EXPORT_FORMAT = "progenitor-registry-export"
 EXPORT_VERSION = 1
 _BUSY_TIMEOUT_MS = 60_000
@@ -146,11 +146,16 @@ def _migration_2(conn: sqlite3.Connection) -> None:
 
 def _migration_3(conn: sqlite3.Connection) -> None:
     """Weight keys (``progenitor.index.keys``) for retrieval, back-filled from the stored DNAs."""
-    conn.execute("CREATE TABLE keys (id INTEGER PRIMARY KEY, key BLOB NOT NULL)")
+    _key_table(conn, "keys", retrieval_key)
+
+
+def _key_table(conn: sqlite3.Connection, table: str, key_of: Callable[[DNA], np.ndarray | None]) -> None:
+    """A table of retrieval keys, one row per stored DNA that has one."""
+    conn.execute(f"CREATE TABLE {table} (id INTEGER PRIMARY KEY, key BLOB NOT NULL)")
     for model_id, blob in conn.execute("SELECT id, dna FROM payloads ORDER BY id").fetchall():
-        key = _key_blob(dna_from_bytes(blob))
+        key = _key_blob(key_of(dna_from_bytes(blob)))
         if key is not None:
-            conn.execute("INSERT INTO keys VALUES (?, ?)", (model_id, key))
+            conn.execute(f"INSERT INTO {table} VALUES (?, ?)", (model_id, key))
 
 
 def _migration_4(conn: sqlite3.Connection) -> None:
@@ -171,12 +176,18 @@ def _migration_5(conn: sqlite3.Connection) -> None:
     conn.execute("ALTER TABLE probes ADD COLUMN labels BLOB")
 
 
+def _migration_6(conn: sqlite3.Connection) -> None:
+    """Behaviour keys (``progenitor.index.keys``) for retrieval, back-filled from the stored DNAs."""
+    _key_table(conn, "behaviour_keys", behaviour_key)
+
+
 MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {
     1: _migration_1,
     2: _migration_2,
     3: _migration_3,
     4: _migration_4,
     5: _migration_5,
+    6: _migration_6,
 }
 
 
@@ -255,8 +266,7 @@ def _vector_blob(dna: DNA) -> bytes | None:
     return np.ascontiguousarray(dna.vector, dtype="<f4").tobytes()
 
 
-def _key_blob(dna: DNA) -> bytes | None:
-    key = retrieval_key(dna)
+def _key_blob(key: np.ndarray | None) -> bytes | None:
     return None if key is None else np.ascontiguousarray(key, dtype="<f4").tobytes()
 
 
@@ -549,6 +559,10 @@ class Registry:
         """Ids (int64) and weight keys (``progenitor.index.keys``) of the entries that have one."""
         return self._matrix("SELECT id, key FROM keys ORDER BY id")
 
+    def behaviour_keys(self) -> tuple[np.ndarray, np.ndarray]:
+        """Ids (int64) and behaviour keys (``progenitor.index.keys``) of the entries that have one."""
+        return self._matrix("SELECT id, key FROM behaviour_keys ORDER BY id")
+
     def _matrix(self, query: str) -> tuple[np.ndarray, np.ndarray]:
         rows = self._conn.execute(query).fetchall()
         if not rows:
@@ -631,9 +645,9 @@ class Registry:
             conn.execute("INSERT INTO payloads VALUES (?, ?, ?)", (cursor.lastrowid, blob, zlib.crc32(blob)))
             if dna.vector is not None:
                 conn.execute("INSERT INTO vectors VALUES (?, ?)", (cursor.lastrowid, _vector_blob(dna)))
-            key = _key_blob(dna)
-            if key is not None:
-                conn.execute("INSERT INTO keys VALUES (?, ?)", (cursor.lastrowid, key))
+            for table, key in (("keys", retrieval_key(dna)), ("behaviour_keys", behaviour_key(dna))):
+                if key is not None:
+                    conn.execute(f"INSERT INTO {table} VALUES (?, ?)", (cursor.lastrowid, _key_blob(key)))
             row = conn.execute(f"SELECT {_ENTRY_COLUMNS} FROM dnas d WHERE d.id = ?", (cursor.lastrowid,)).fetchone()
         return AddOutcome(_entry(row), True, "added")
 
@@ -641,7 +655,7 @@ class Registry:
         """Remove a model (by any key ``get`` accepts); returns what was removed."""
         entry = self.get(key)
         with self._write() as conn:
-            for table in ("payloads", "vectors", "keys", "dnas"):
+            for table in ("payloads", "vectors", "keys", "behaviour_keys", "dnas"):
                 conn.execute(f"DELETE FROM {table} WHERE id = ?", (entry.id,))
         return entry
 

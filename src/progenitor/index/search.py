@@ -78,7 +78,7 @@ from progenitor.index._relate import (
     strongest_bases,
 )
 from progenitor.index.direction import DirectionSignal, get_direction
-from progenitor.index.keys import retrieval_key
+from progenitor.index.keys import behaviour_key, retrieval_key
 from progenitor.index.registry import Entry, Registry
 from progenitor.index.vectors import Backend, VectorIndex
 from progenitor.verdict import DEFAULT_ALPHA
@@ -299,6 +299,11 @@ class ParentSearch:
             self.index = VectorIndex(ids, vectors, backend)
         key_ids, keys = registry.keys()
         self.key_index = VectorIndex(key_ids, keys, backend) if len(key_ids) else None
+        # Behaviour keys serve targets without weights and registered models without weights;
+        # read when such a query first comes (a white-box registry and target never need them).
+        self.backend = backend
+        self.keyless = len(key_ids) < len(self.entries)
+        self._behaviour_index: VectorIndex | bool | None = False  # False: not read yet
         if lineage_check > 1:
             import networkx  # noqa: F401 - the lineage check's solver: loaded here, not in a query (0.2 s)
 
@@ -307,8 +312,10 @@ class ParentSearch:
 
         Collections up to ``exhaustive_up_to`` models are re-ranked exhaustively (exact, and fast
         enough): nothing can lose a parent there. Larger ones retrieve the ``k`` nearest weight
-        keys (``progenitor.index.keys``, when the target has weight genes) and the ``k`` nearest
-        learned vectors (when every model has one), and re-rank the union; with neither, all.
+        keys (``progenitor.index.keys``, when the target has weight genes), the ``k`` nearest
+        behaviour keys (when the target or some registered model has no weight genes: a black-box
+        model's learned vector is a poor key among white-box ones) and the ``k`` nearest learned
+        vectors (when every model has one), and re-rank the union; with none of them, all.
         """
         if len(self.entries) <= self.exhaustive_up_to:
             return sorted(self.entries), {}, "exhaustive"
@@ -319,6 +326,14 @@ class ParentSearch:
             ids, scores = self.key_index.search(key, k)
             found.update({int(i): float(s) for i, s in zip(ids, scores, strict=True)})
             how.append(f"key:{self.key_index.backend}")
+        if key is None or self.keyless:
+            behaviour = behaviour_key(target)
+            index = self._behaviour_keys()
+            if index is not None and behaviour is not None:
+                ids, scores = index.search(behaviour, k)
+                for i, score in zip(ids, scores, strict=True):
+                    found.setdefault(int(i), float(score))
+                how.append(f"behaviour-key:{index.backend}")
         if self.index is not None and target.vector is not None:
             ids, scores = self.index.search(target.vector, k)
             for i, score in zip(ids, scores, strict=True):
@@ -327,6 +342,13 @@ class ParentSearch:
         if not how:
             return sorted(self.entries), {}, "exhaustive"
         return sorted(found), found, "+".join(how)
+
+    def _behaviour_keys(self) -> VectorIndex | None:
+        """The behaviour-key index, read from the registry on first use."""
+        if self._behaviour_index is False:
+            ids, keys = self.registry.behaviour_keys()
+            self._behaviour_index = VectorIndex(ids, keys, self.backend) if len(ids) else None
+        return self._behaviour_index  # type: ignore[return-value]
 
     def __call__(
         self,
