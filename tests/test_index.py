@@ -533,6 +533,19 @@ def test_tree_with_vector_candidates_and_custom_relation() -> None:
     assert len(tree.roots) == 40
 
 
+def test_a_tree_of_black_box_models_prunes_by_behaviour_keys(reg) -> None:
+    """Models known by their outputs only have no weight keys: each one's nearest behaviour keys
+    still pair it with its parent."""
+    from progenitor.index.tree import _candidate_pairs, members_of
+
+    members = [dataclasses.replace(m, dna=m.dna.at_access("black")) for m in members_of(reg)]
+    pairs, how = _candidate_pairs(members, 4, "numpy")
+    assert how == "4 nearest per model by behaviour keys (numpy)"
+    at = {m.name: i for i, m in enumerate(members)}
+    assert all((at["parent"], at[child]) in pairs for child in CHILDREN)
+    assert len(pairs) < len(members) * (len(members) - 1) // 2  # pruned
+
+
 def test_tree_roots_a_family_at_the_model_whose_unit_order_the_family_shares() -> None:
     """An original and its permuted copy have the same genes; the copy is made a little more
     central, as float noise can, but the original's other derivations share its unit order, so

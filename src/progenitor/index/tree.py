@@ -69,7 +69,7 @@ from progenitor.index._relate import (
     sigmoid,
 )
 from progenitor.index.direction import DirectionSignal, get_direction
-from progenitor.index.keys import retrieval_key
+from progenitor.index.keys import behaviour_key, retrieval_key
 from progenitor.index.merges import find_merges
 from progenitor.index.vectors import Backend, VectorIndex
 from progenitor.verdict import DEFAULT_ALPHA
@@ -312,21 +312,24 @@ def _candidate_pairs(
     members: Sequence[Member], neighbours: int | None, backend: Backend
 ) -> tuple[list[tuple[int, int]], str]:
     """All pairs for small collections; else each model's ``k`` nearest by weight key (models with
-    weight genes, ``progenitor.index.keys``) and by learned vector (when all have one)."""
+    weight genes, ``progenitor.index.keys``), by behaviour key (when some model has no weight
+    genes: every model with outputs read has one) and by learned vector (when all have one)."""
     n = len(members)
     have_vectors = n > 0 and all(m.dna.vector is not None for m in members)
-    # Keys cost a pass over every DNA's weight genes: only when neighbours may prune.
+    # Keys cost a pass over every DNA's genes: only when neighbours may prune.
     prune = n > ALL_PAIRS_UP_TO if neighbours is None else 0 < neighbours < n - 1
-    keys = _keys(members) if prune else {}
+    keys = _keys(members, retrieval_key) if prune else {}
+    behaviour = _keys(members, behaviour_key) if prune and len(keys) < n else {}
     k = neighbours
     if k is None:
-        k = 0 if n <= ALL_PAIRS_UP_TO or not (have_vectors or keys) else AUTO_NEIGHBOURS
-    if k <= 0 or not (have_vectors or keys) or k >= n - 1:
-        how = "all pairs" if k <= 0 or k >= n - 1 else "all pairs (no learned vectors or weight keys to prune with)"
+        k = 0 if n <= ALL_PAIRS_UP_TO or not (have_vectors or keys or behaviour) else AUTO_NEIGHBOURS
+    if k <= 0 or not (have_vectors or keys or behaviour) or k >= n - 1:
+        how = "all pairs" if k <= 0 or k >= n - 1 else "all pairs (no learned vectors or keys to prune with)"
         return [(i, j) for i in range(n) for j in range(i + 1, n)], how
     pairs: set[tuple[int, int]] = set()
     how = []
-    sources = [("weight keys", sorted(keys), [keys[i] for i in sorted(keys)])] if keys else []
+    sources = [(label, sorted(found), [found[i] for i in sorted(found)])
+               for label, found in (("weight keys", keys), ("behaviour keys", behaviour)) if found]
     if have_vectors:
         sources.append(("learned vectors", list(range(n)), [np.asarray(m.dna.vector, np.float32) for m in members]))
     for label, rows, data in sources:
@@ -341,10 +344,10 @@ def _candidate_pairs(
     return sorted(pairs), f"{k} nearest per model by " + " and ".join(how)
 
 
-def _keys(members: Sequence[Member]) -> dict[int, np.ndarray]:
+def _keys(members: Sequence[Member], key_of: Callable[[DNA], np.ndarray | None]) -> dict[int, np.ndarray]:
     out = {}
     for i, m in enumerate(members):
-        key = retrieval_key(m.dna)
+        key = key_of(m.dna)
         if key is not None:
             out[i] = key
     return out
