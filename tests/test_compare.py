@@ -68,6 +68,20 @@ def test_white_dnas_compared_at_black_access_are_black_box_dnas(saved) -> None:
     assert narrowed.p_value == direct.p_value and narrowed.evidence["genes"] == direct.evidence["genes"]
 
 
+def test_learned_assessment_across_accesses_is_that_of_the_common_access(saved) -> None:
+    """A white-box source and a black-box target reach the classifier as two black-box DNAs
+    (with four input blocks against one, its direction head had called the target the ancestor)."""
+    from progenitor.api import default_learned
+
+    bundle = default_learned()
+    probes = saved["probes"]
+    parent, child = (pg.extract(saved[k], probes=probes) for k in ("parent", "noised"))
+    black_child = pg.extract(saved["noised"], probes=probes, access="black")
+    mixed = bundle.assess(parent, black_child)
+    assert mixed == bundle.assess(parent.at_access("black"), black_child)
+    assert mixed != bundle.assess(parent, child)  # two white-box DNAs: every block
+
+
 def test_in_process_modules_and_dna_objects(family, probes_array) -> None:
     src = pg.extract(pg.load(family.parent, input_shape=(1, 8, 8)), probes=probes_array)
     null = [pg.load(m, input_shape=(1, 8, 8)) for m in family.independents[:4]]

@@ -56,6 +56,7 @@ def test_narrower_access_view_is_what_that_access_extracts(saved, dna) -> None:
         for key, arr in gene.arrays.items():
             np.testing.assert_array_equal(view.genes[name].arrays[key], arr)
     assert dna.at_access("white") is dna and view.at_access("white") is view  # never wider than extracted
+    assert dna.at_access("black") is view  # one view per access, kept while the DNA lives
     assert set(dna.at_access("gray").genes) == set(view.genes) | {"feature_cka"}
     assert set(dna.genes) > set(view.genes)  # a view: the DNA itself is unchanged
     with pytest.raises(AccessError, match="access"):

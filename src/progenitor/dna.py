@@ -80,9 +80,14 @@ class DNA:
         level = min(ACCESS_LEVELS.index(access), ACCESS_LEVELS.index(self.access))
         if level == ACCESS_LEVELS.index(self.access):
             return self
-        genes = {n: g for n, g in self.genes.items() if ACCESS_LEVELS.index(get_gene(n).access) <= level}
-        versions = {n: v for n, v in self.versions.items() if n in genes}
-        return replace(self, access=ACCESS_LEVELS[level], genes=genes, versions=versions, vector=None, vector_spec=None)
+        views = _views(self)  # one view per access, kept while the DNA lives: what is derived from
+        if level not in views:  # a DNA (its learned embedding, say) is kept per object
+            genes = {n: g for n, g in self.genes.items() if ACCESS_LEVELS.index(get_gene(n).access) <= level}
+            versions = {n: v for n, v in self.versions.items() if n in genes}
+            views[level] = replace(
+                self, access=ACCESS_LEVELS[level], genes=genes, versions=versions, vector=None, vector_spec=None
+            )
+        return views[level]
 
     def recipe(self) -> str:
         """A short signature of the model's recipe, for recipe-specific nulls in a calibration.
@@ -140,6 +145,7 @@ def check_comparable(a: DNA, b: DNA, genes: list[str]) -> None:
 
 # A DNA is not changed once made; a search asks each candidate's recipe for every verdict.
 _recipe: per_object[str] = per_object(lambda dna: dna._recipe_signature())
+_views: per_object[dict[int, DNA]] = per_object(lambda _dna: {})
 
 # ------------------------------------------------------------------------------------------ write
 
