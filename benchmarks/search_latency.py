@@ -20,7 +20,9 @@ loses nothing), and how often it is right by the zoo's lineage (``right``: a rec
 a derived model, no parent for a root; every model is registered, so no target's parent is
 hidden) beside the exhaustive search's (``right_exhaustive``): issue 5's target is equal top-1
 accuracy. With several ``--candidates`` depths, each is timed on the same queries (``sweep``):
-the trade between the depth and answering as the exhaustive search does.
+the trade between the depth and answering as the exhaustive search does. ``--access black``
+queries each target as a model known by its outputs would give its DNA (``DNA.at_access``),
+against the same white-box registry: retrieval then goes by behaviour keys and learned vectors.
 """
 
 from __future__ import annotations
@@ -50,6 +52,8 @@ def main() -> None:
     parser.add_argument("--queries", type=int, default=40)
     parser.add_argument("--candidates", default="50", help="retrieval depths to time, comma-separated (default 50)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the queries' order")
+    parser.add_argument("--access", choices=("white", "gray", "black"), default="white",
+                        help="query each target as a model of this access would give its DNA (DNA.at_access)")
     parser.add_argument("--out", type=Path, default=Path(__file__).with_name("search_latency.json"))
     args = parser.parse_args()
     torch.set_num_threads(1)
@@ -80,7 +84,7 @@ def main() -> None:
         right_exhaustive = []
         for i, model_id in enumerate(targets):
             entry = registry.get(model_id)
-            dna = registry.dna(entry)
+            dna = registry.dna(entry).at_access(args.access)
             full = exhaustive(dna, top=5, name=model_id, order=entry.id) if i else None
             if i:
                 right_exhaustive.append(_right(full, parents.get(model_id)))
@@ -105,6 +109,7 @@ def main() -> None:
         "registered": len(ids),
         "queries": len(runs[str(depths[0])]["total"]),
         "query_order_seed": args.seed,
+        "target_access": args.access,
         "right_exhaustive": round(sum(right_exhaustive) / len(right_exhaustive), 4),
         **{k: v for k, v in sweep[0].items() if k != "candidates"},
         "uncached": {k: v for k, v in sweep[-1].items() if k != "candidates"},
