@@ -367,6 +367,17 @@ def test_a_black_box_target_is_retrieved_by_behaviour_keys(reg) -> None:
         ids, _, how = engine.candidates_for(reg.dna(child).at_access("black"), 5)
         assert "behaviour-key" in how and parent in ids, (child, how)
     assert "behaviour-key" not in engine.candidates_for(reg.dna(CHILDREN[0]), 2)[2]  # white among white
+    # A black-box model registered (an API): white-box targets look it up by behaviour key, among
+    # the models without weights only (the others they find by weight key).
+    api = reg.dna("noised").at_access("black")
+    api = dataclasses.replace(api, model={**api.model, "sha256": "a" * 64, "ref": "http://api.example/v1"})
+    bundle = pg.api.default_learned()
+    api = dataclasses.replace(api, vector=bundle.embed([api])[0], vector_spec=bundle.spec)
+    added = reg.add(api, name="api").entry
+    mixed = ParentSearch(reg, exhaustive_up_to=0)
+    ids, _, how = mixed.candidates_for(reg.dna("parent"), 1)
+    assert "key:" in how and "behaviour-key" in how and added.id in ids
+    assert list(mixed._behaviour_keys(keyless_only=True).ids) == [added.id]
 
 
 def test_search_new_uploads(reg, saved) -> None:

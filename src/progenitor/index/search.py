@@ -57,6 +57,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from progenitor._memo import LRU
 from progenitor.api import score_genes
 from progenitor.calibration import Calibration, load_calibration
@@ -299,11 +301,13 @@ class ParentSearch:
             self.index = VectorIndex(ids, vectors, backend)
         key_ids, keys = registry.keys()
         self.key_index = VectorIndex(key_ids, keys, backend) if len(key_ids) else None
-        # Behaviour keys serve targets without weights and registered models without weights;
-        # read when such a query first comes (a white-box registry and target never need them).
+        # Behaviour keys serve targets without weights (against every registered model) and
+        # registered models without weights (for every target); read when such a query first
+        # comes (a white-box registry and target never need them).
         self.backend = backend
-        self.keyless = len(key_ids) < len(self.entries)
-        self._behaviour_index: VectorIndex | bool | None = False  # False: not read yet
+        self.weight_keyed = {int(i) for i in key_ids}
+        self.keyless = len(self.weight_keyed) < len(self.entries)
+        self._behaviour_indexes: dict[bool, VectorIndex | None] = {}
         if lineage_check > 1:
             import networkx  # noqa: F401 - the lineage check's solver: loaded here, not in a query (0.2 s)
 
@@ -313,9 +317,10 @@ class ParentSearch:
         Collections up to ``exhaustive_up_to`` models are re-ranked exhaustively (exact, and fast
         enough): nothing can lose a parent there. Larger ones retrieve the ``k`` nearest weight
         keys (``progenitor.index.keys``, when the target has weight genes), the ``k`` nearest
-        behaviour keys (when the target or some registered model has no weight genes: a black-box
-        model's learned vector is a poor key among white-box ones) and the ``k`` nearest learned
-        vectors (when every model has one), and re-rank the union; with none of them, all.
+        behaviour keys (of every model when the target has no weight genes, else of the models
+        without: a black-box model's learned vector is a poor key among white-box ones) and the
+        ``k`` nearest learned vectors (when every model has one), and re-rank the union; with none
+        of them, all.
         """
         if len(self.entries) <= self.exhaustive_up_to:
             return sorted(self.entries), {}, "exhaustive"
@@ -328,7 +333,8 @@ class ParentSearch:
             how.append(f"key:{self.key_index.backend}")
         if key is None or self.keyless:
             behaviour = behaviour_key(target)
-            index = self._behaviour_keys()
+            # A target with a weight key finds registered models with one by it.
+            index = self._behaviour_keys(keyless_only=key is not None)
             if index is not None and behaviour is not None:
                 ids, scores = index.search(behaviour, k)
                 for i, score in zip(ids, scores, strict=True):
@@ -343,12 +349,16 @@ class ParentSearch:
             return sorted(self.entries), {}, "exhaustive"
         return sorted(found), found, "+".join(how)
 
-    def _behaviour_keys(self) -> VectorIndex | None:
-        """The behaviour-key index, read from the registry on first use."""
-        if self._behaviour_index is False:
+    def _behaviour_keys(self, keyless_only: bool) -> VectorIndex | None:
+        """The behaviour keys of every registered model, or of those without a weight key, read
+        from the registry on first use."""
+        if keyless_only not in self._behaviour_indexes:
             ids, keys = self.registry.behaviour_keys()
-            self._behaviour_index = VectorIndex(ids, keys, self.backend) if len(ids) else None
-        return self._behaviour_index  # type: ignore[return-value]
+            if keyless_only:
+                keep = np.array([int(i) not in self.weight_keyed for i in ids], dtype=bool)
+                ids, keys = ids[keep], keys[keep]
+            self._behaviour_indexes[keyless_only] = VectorIndex(ids, keys, self.backend) if len(ids) else None
+        return self._behaviour_indexes[keyless_only]
 
     def __call__(
         self,
