@@ -380,6 +380,23 @@ def test_a_black_box_target_is_retrieved_by_behaviour_keys(reg) -> None:
     assert list(mixed._behaviour_keys(keyless_only=True).ids) == [added.id]
 
 
+def test_a_served_model_is_registered_and_searched_black_box(reg, saved) -> None:
+    """An auditor's case: a model behind an HTTP endpoint, registered beside white-box DNAs and
+    searched for its parent (behaviour keys retrieve it; the verdict reads its outputs only)."""
+    from progenitor.serve import serve
+
+    with serve(pg.load(saved["noised"])) as server:
+        report = add_models(reg, [server.url], probes=saved["probes"], engine="inline")
+    assert len(report.added) == 1 and not report.failed
+    entry = reg.get(report.added[0]["name"])
+    assert entry.access == "black"
+    result = ParentSearch(reg, exhaustive_up_to=0)(reg.dna(entry), name="api", order=entry.id)
+    assert "behaviour-key" in result.method
+    verdicts = {c.entry.name: c.relation.verdict for c in result.candidates}
+    assert verdicts.get("noised") == "derived"  # its own white-box DNA, same outputs
+    assert result.parent is not None and result.parent.entry.name in {"parent", "noised", "permuted"}
+
+
 def test_search_new_uploads(reg, saved) -> None:
     reg.remove("fine-tuned")
     reg.remove("independent5")
