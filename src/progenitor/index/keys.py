@@ -34,27 +34,25 @@ KEY_VERSION = 1
 
 def retrieval_key(dna: DNA) -> np.ndarray | None:
     """The DNA's weight key (``KEY_DIM`` float32, unit length), or None without weight genes."""
-    if "weight_sketch" not in dna.genes:
-        return None
-    return _projected(dna, "weights", "retrieval-key")
+    from progenitor.learn.inputs import weights_input
+
+    return _projected(weights_input(dna), "retrieval-key")
 
 
 def behaviour_key(dna: DNA) -> np.ndarray | None:
     """The DNA's behaviour key (``KEY_DIM`` float32, unit length), or None without the
     ``output_geometry`` gene."""
-    if "output_geometry" not in dna.genes:
+    from progenitor.learn.inputs import behaviour_input
+
+    return _projected(behaviour_input(dna), "behaviour-key")
+
+
+def _projected(block: np.ndarray | None, seed: str) -> np.ndarray | None:
+    """An input block under its fixed projection, unit length (None without the block)."""
+    if block is None:
         return None
-    return _projected(dna, "behaviour", "behaviour-key")
-
-
-def _projected(dna: DNA, block_name: str, seed: str) -> np.ndarray | None:
-    from progenitor.learn.inputs import dna_inputs
-
-    blocks, masks = dna_inputs(dna)
-    if not masks[block_name]:
-        return None
-    block = blocks[block_name].astype(np.float64)
-    key = block @ _projection(block.size, seed)
+    values = block.astype(np.float64)
+    key = values @ _projection(values.size, seed)
     norm = float(np.linalg.norm(key))
     return (key / norm).astype(np.float32) if norm > 0 else None
 

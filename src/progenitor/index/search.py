@@ -305,8 +305,8 @@ class ParentSearch:
         # registered models without weights (for every target); read when such a query first
         # comes (a white-box registry and target never need them).
         self.backend = backend
-        self.weight_keyed = {int(i) for i in key_ids}
-        self.keyless = len(self.weight_keyed) < len(self.entries)
+        self.weight_keyed = key_ids
+        self.keyless = len(key_ids) < len(self.entries)
         self._behaviour_indexes: dict[bool, VectorIndex | None] = {}
         if lineage_check > 1:
             import networkx  # noqa: F401 - the lineage check's solver: loaded here, not in a query (0.2 s)
@@ -355,7 +355,7 @@ class ParentSearch:
         if keyless_only not in self._behaviour_indexes:
             ids, keys = self.registry.behaviour_keys()
             if keyless_only:
-                keep = np.array([int(i) not in self.weight_keyed for i in ids], dtype=bool)
+                keep = ~np.isin(ids, self.weight_keyed)
                 ids, keys = ids[keep], keys[keep]
             self._behaviour_indexes[keyless_only] = VectorIndex(ids, keys, self.backend) if len(ids) else None
         return self._behaviour_indexes[keyless_only]

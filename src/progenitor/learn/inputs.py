@@ -91,20 +91,31 @@ def moments_input(dna: DNA) -> tuple[np.ndarray, float]:
     return _depth_binned(list(stats.arrays["moments"]), list(stats.arrays["depth"])), 1.0
 
 
+def behaviour_input(dna: DNA) -> np.ndarray | None:
+    """The ``behaviour`` block (``behaviour_sketch`` of the output geometry), or None without it."""
+    out = dna.genes.get("output_geometry")
+    if out is None or "probe_keys" not in out.arrays:
+        return None
+    return behaviour_sketch(out.arrays["cosines"], out.arrays["probe_keys"])
+
+
+def weights_input(dna: DNA) -> np.ndarray | None:
+    """The ``weights`` block (unit-sketch Grams binned by depth), or None without ``weight_sketch``."""
+    sketch = dna.genes.get("weight_sketch")
+    if sketch is None:
+        return None
+    layers = sketch.meta["layers"]
+    grams = [_gram(sketch.arrays[f"units{i}"]) for i in range(len(layers))]
+    return _depth_binned(grams, [layer[4] for layer in layers])
+
+
 def dna_inputs(dna: DNA) -> tuple[dict[str, np.ndarray], dict[str, float]]:
     """The generator's input blocks and their presence masks for one DNA."""
     blocks = {name: np.zeros(size, np.float32) for name, size in BLOCKS.items()}
     masks = dict.fromkeys(BLOCKS, 0.0)
-    out = dna.genes.get("output_geometry")
-    if out is not None and "probe_keys" in out.arrays:
-        blocks["behaviour"] = behaviour_sketch(out.arrays["cosines"], out.arrays["probe_keys"])
-        masks["behaviour"] = 1.0
-    sketch = dna.genes.get("weight_sketch")
-    if sketch is not None:
-        layers = sketch.meta["layers"]
-        grams = [_gram(sketch.arrays[f"units{i}"]) for i in range(len(layers))]
-        blocks["weights"] = _depth_binned(grams, [layer[4] for layer in layers])
-        masks["weights"] = 1.0
+    for name, block in (("behaviour", behaviour_input(dna)), ("weights", weights_input(dna))):
+        if block is not None:
+            blocks[name], masks[name] = block, 1.0
     blocks["moments"], masks["moments"] = moments_input(dna)
     data = dna.genes.get("training_data")
     if data is not None:
