@@ -10,7 +10,7 @@ from progenitor.calibration import Calibration, fit_calibration
 from progenitor.dna import DNA
 from progenitor.genes import get_gene
 from progenitor.stats import fisher_z
-from progenitor.verdict import behaviour_recipe, behavioural, combine_p_values
+from progenitor.verdict import behaviour_p_values, combine_p_values
 
 
 def combined_p(
@@ -21,11 +21,12 @@ def combined_p(
 ) -> float | None:
     """The verdict's combined p-value for raw gene similarities under ``calibration``."""
     zs = {n: fisher_z(s) for n, s in similarities.items() if n in calibration.genes}
-    own = behaviour_recipe(recipe, target_recipe)
-    behaviour = None
-    if own != recipe:
-        behaviour = {n: calibration.genes[n].p_value(z, own) for n, z in zs.items() if behavioural(n)}
-    tests = combine_p_values({n: calibration.genes[n].p_value(z, recipe) for n, z in zs.items()}, behaviour)
+
+    def p_under(name: str, null_recipe: str | None) -> float:
+        return calibration.genes[name].p_value(zs[name], null_recipe)
+
+    p_values = {n: p_under(n, recipe) for n in zs}
+    tests = combine_p_values(p_values, behaviour_p_values(p_values, recipe, target_recipe, p_under))
     return None if tests is None else tests["combined"]
 
 

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import functools
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -139,6 +140,22 @@ def behaviour_recipe(recipe: str | None, target_recipe: str | None) -> str | Non
     return recipe if target_recipe is None or target_recipe == recipe else None
 
 
+def behaviour_p_values(
+    p_values: dict[str, float],
+    recipe: str | None,
+    target_recipe: str | None,
+    p_under: Callable[[str, str | None], float | None],
+) -> dict[str, float] | None:
+    """The behavioural test's p-values where it reads another null than ``p_values`` do (the
+    pooled one, ``behaviour_recipe``), else None; ``p_under(gene, recipe)`` gives a gene's p-value
+    under a recipe's null (None without one)."""
+    own = behaviour_recipe(recipe, target_recipe)
+    if own == recipe:
+        return None
+    under = {name: p_under(name, own) for name in p_values if behavioural(name)}
+    return {name: p for name, p in under.items() if p is not None}
+
+
 def combine_p_values(
     p_values: dict[str, float], behaviour: dict[str, float] | None = None
 ) -> dict[str, float] | None:
@@ -201,15 +218,12 @@ def decide(
     """
     evidence = gene_evidence(scores, calibration, custom_null, recipe)
     p_values = {n: e["p_value"] for n, e in evidence.items() if e.get("p_value") is not None}
-    own = behaviour_recipe(recipe, target_recipe)
-    behaviour = None
-    if own != recipe:
-        behaviour = {}
-        for name in p_values:
-            null = gene_null(name, calibration, custom_null, own)[0] if behavioural(name) else None
-            if null is not None:
-                behaviour[name] = float(f"{null.p_value(fisher_z(scores[name].similarity)):.6g}")
-    tests = combine_p_values(p_values, behaviour)
+
+    def p_under(name: str, null_recipe: str | None) -> float | None:
+        null = gene_null(name, calibration, custom_null, null_recipe)[0]
+        return None if null is None else float(f"{null.p_value(fisher_z(scores[name].similarity)):.6g}")
+
+    tests = combine_p_values(p_values, behaviour_p_values(p_values, recipe, target_recipe, p_under))
     if tests is None:
         return Comparison(
             source,
@@ -267,7 +281,8 @@ def decide(
             "alpha": alpha,
             "reason": reason,
             **({"tests": both} if both else {}),
-            **({"behaviour_null": "pooled: the target is of another recipe"} if both and own != recipe else {}),
+            **({"behaviour_null": "pooled: the target is of another recipe"}
+               if both and behaviour_recipe(recipe, target_recipe) != recipe else {}),
             "calibration": calibration.source,
             **({"learned_dna": learned} if learned is not None else {}),
         },
