@@ -243,7 +243,7 @@ def decide(
     both = {k: float(f"{v:.6g}") for k, v in tests.items() if k != "combined"}  # the two tests, when two
     how = ""
     if both:
-        how = f" (all genes {both['all_genes']:.3g}, behaviour {both['behaviour']:.3g}; the smaller, doubled)"
+        how = f" (= 2 x the smaller of: all genes {both['all_genes']:.3g}, outputs alone {both['behaviour']:.3g})"
     a, b = calibration.logistic
     probability = sigmoid(a + b * min(-math.log10(max(p, 1e-300)), 50.0))
     significant = sorted(
