@@ -35,7 +35,7 @@ from progenitor.baselines.sac import SACm
 from progenitor.errors import IncomparableError
 from progenitor.models.base import InputSpec
 
-EXPECTED = {"sac_m", "sac_w", "modeldiff", "reef_cka", "csu_independence", "csu_match", "mother",
+EXPECTED = {"sac_m", "sac_w", "modeldiff", "modelgif", "reef_cka", "csu_independence", "csu_match", "mother",
             "nikolic", "weight_cosine", "output_agreement"}
 
 
@@ -178,6 +178,28 @@ def test_reef_needs_features(probes, saved) -> None:
     scripted = pg.load(saved["parent"])  # TorchScript: no hooks, so no features
     with pytest.raises(pg.AccessError):
         get_baseline("reef_cka").fingerprint(scripted, probes)
+
+
+# --------------------------------------------------------------------------------------- ModelGiF
+
+
+def test_modelgif_fields_and_what_it_cannot_score(models, probes, saved) -> None:
+    s = _scores("modelgif", models, probes)
+    assert s["parent"].score == pytest.approx(1.0, abs=1e-3)
+    assert s["fine-tuned"].score > max(s["independent"].score, s["independent2"].score)
+    fp = get_baseline("modelgif").fingerprint(models["parent"], probes)
+    assert fp["field"].shape == (min(64, len(probes)), 8, 64)  # inputs x path points x pixels
+    # The field accumulates along the path: at its end it is the integrated-gradients
+    # attribution, whose sum over pixels approaches f_c(x) - f_c(0) for the predicted class c.
+    x = probes.data[: len(fp["field"])]
+    out, black = models["parent"].forward(x), models["parent"].forward(np.zeros_like(x))
+    rows, c = np.arange(len(x)), out.argmax(axis=1)
+    change, attributed = out[rows, c] - black[rows, c], fp["field"][:, -1].astype(np.float64).sum(axis=1)
+    assert np.median(np.abs(attributed - change) / np.abs(change)) < 0.05
+    scripted = pg.load(saved["parent"])  # TorchScript models are differentiable too
+    np.testing.assert_allclose(get_baseline("modelgif").fingerprint(scripted, probes)["field"], fp["field"], atol=2e-3)
+    with pytest.raises(BaselineNotApplicable, match="no input gradients"):
+        get_baseline("modelgif").fingerprint(pg.load(lambda b: b.reshape(len(b), -1)[:, :3]), probes)
 
 
 # ------------------------------------------------------------------------------------------- CSU

@@ -40,6 +40,30 @@ def test_safetensors_and_prefix(saved) -> None:
     assert model.sha256 and len(model.sha256) == 64
 
 
+def test_input_gradients_are_each_inputs_own(saved, probes_array) -> None:
+    """A linear model's gradient of output c is row c of its weight, whatever the input; a
+    convolutional model's per-input gradients equal those taken one input at a time, also
+    through TorchScript; a format without autograd refuses."""
+    torch.manual_seed(0)
+    linear = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 5))
+    model = pg.load(linear, input_shape=(1, 8, 8))
+    classes = np.arange(len(probes_array)) % 5
+    grads = model.input_gradients(probes_array, classes)
+    assert grads.shape == probes_array.shape and grads.dtype == np.float32
+    weight = linear[1].weight.detach().numpy()
+    np.testing.assert_allclose(grads.reshape(len(classes), -1), weight[classes], rtol=1e-6)
+    scripted = pg.load(saved["parent"])
+    one_by_one = []
+    for i, c in enumerate([1, 4, 7]):
+        x = torch.from_numpy(probes_array[i : i + 1]).requires_grad_(True)
+        one_by_one.append(torch.autograd.grad(scripted.module(x)[0, c], x)[0].numpy())
+    np.testing.assert_allclose(
+        scripted.input_gradients(probes_array[:3], np.array([1, 4, 7])), np.concatenate(one_by_one), atol=1e-6
+    )
+    with pytest.raises(pg.AccessError):
+        pg.load(lambda b: b.reshape(len(b), -1)[:, :3]).input_gradients(probes_array, classes)
+
+
 def test_features_hooks_are_removed(family, probes_array) -> None:
     model = pg.load(family.parent, input_shape=(1, 8, 8))
     feats = model.features(probes_array)

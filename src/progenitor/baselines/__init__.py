@@ -6,13 +6,14 @@
     fp_target = method.fingerprint_target(target_model, probes, fp_source)
     result = method.score(fp_source, fp_target)   # .score (higher = derived), .p_value, .details
 
-Registered: ``sac_m``, ``sac_w`` (SAC), ``modeldiff``, ``reef_cka``, ``csu_independence`` and
-``csu_match`` (weight-matching independence tests), ``mother`` (with ``recover_tree``),
-``nikolic`` (with ``best_parent``), and the floors ``weight_cosine`` and ``output_agreement``.
+Registered: ``sac_m``, ``sac_w`` (SAC), ``modeldiff``, ``modelgif`` (gradient fields),
+``reef_cka``, ``csu_independence`` and ``csu_match`` (weight-matching independence tests),
+``mother`` (with ``recover_tree``), ``nikolic`` (with ``best_parent``), and the floors
+``weight_cosine`` and ``output_agreement``.
 Each module's docstring cites its paper and states the choices the paper leaves open.
 """
 
-from progenitor.baselines import csu, floors, modeldiff, mother, nikolic, reef, sac  # noqa: F401
+from progenitor.baselines import csu, floors, modeldiff, modelgif, mother, nikolic, reef, sac  # noqa: F401
 from progenitor.baselines._base import (
     Baseline,
     BaselineNotApplicable,

@@ -11,8 +11,10 @@ Contract shared by every loader (tests in ``tests/test_models_contract.py`` hold
   for text models.
 * ``features(batch)`` returns named hidden activations, each ``(n, d)`` (token axes mean-pooled),
   in forward order. Hooks used to get them are always removed, even on error.
+* ``input_gradients(batch, classes)`` (differentiable formats only: torch modules) returns, per
+  input, the gradient of its output ``classes[i]`` with respect to that input, shaped like it.
 * ``access`` is the widest access the format allows: ``white`` (weights), ``gray`` (features),
-  ``black`` (outputs only); ``capabilities`` says exactly which of the three calls work.
+  ``black`` (outputs only); ``capabilities`` says exactly which calls work.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ from progenitor.errors import AccessError
 
 Access = Literal["white", "gray", "black"]
 ACCESS_LEVELS: tuple[Access, ...] = ("black", "gray", "white")
-Capability = Literal["weights", "features", "forward"]
+Capability = Literal["weights", "features", "forward", "gradients"]
 Batch = np.ndarray | list[str]
 
 
@@ -68,7 +70,7 @@ class Model(ABC):
         return "black"
 
     def can(self, capability: Capability) -> bool:
-        """Whether ``capability`` (``weights``, ``features`` or ``forward``) is available."""
+        """Whether ``capability`` (``weights``, ``features``, ``forward``, ``gradients``) is available."""
         return capability in self.capabilities
 
     def weights(self) -> dict[str, np.ndarray]:
@@ -82,6 +84,10 @@ class Model(ABC):
     def features(self, batch: Batch) -> dict[str, np.ndarray]:  # noqa: ARG002 - the interface subclasses fill
         """Named hidden activations ``(n, d)`` for a batch of inputs (gray-box)."""
         raise AccessError(f"{self.ref}: the {self.format} format gives no hidden features")
+
+    def input_gradients(self, batch: Batch, classes: np.ndarray) -> np.ndarray:  # noqa: ARG002 - the interface subclasses fill
+        """Per input ``i``, d output[i, classes[i]] / d input[i], float32, the batch's shape."""
+        raise AccessError(f"{self.ref}: the {self.format} format gives no input gradients")
 
     def forward_and_features(
         self,
