@@ -73,6 +73,7 @@ def test_dna_then_inspect_then_compare(capsys, saved, tmp_path) -> None:
         (["compare", "{parent}", "{parent}", "--access", "purple"], "access must be"),
         (["dna", "{junk}", "-o", "{out}"], "unknown model format"),
         (["compare", "{parent}", "{parent}", "--input-shape", "a,b"], "--input-shape"),
+        (["dna", "{parent}", "-o", "{out}", "--device", "gpu0"], "not one of cpu, cuda"),
     ],
 )
 def test_bad_input_one_line_error(capsys, saved, tmp_path, args, message) -> None:

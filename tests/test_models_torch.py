@@ -64,6 +64,47 @@ def test_input_gradients_are_each_inputs_own(saved, probes_array) -> None:
         pg.load(lambda b: b.reshape(len(b), -1)[:, :3]).input_gradients(probes_array, classes)
 
 
+def test_device_is_validated_and_cpu_is_the_default(saved, probes_array, monkeypatch) -> None:
+    model = pg.load(saved["parent"], device="cpu")
+    assert model.device == torch.device("cpu") == pg.load(saved["parent"]).device
+    np.testing.assert_array_equal(model.forward(probes_array), pg.load(saved["parent"]).forward(probes_array))
+    with pytest.raises(ModelLoadError, match="not one of cpu, cuda"):
+        pg.load(saved["parent"], device="gpu0")
+    with pytest.raises(ModelLoadError, match="only cpu and cuda"):
+        pg.load(saved["parent"], device="meta")
+    if not torch.cuda.is_available():
+        with pytest.raises(ModelLoadError, match="no CUDA device"):
+            pg.load(saved["parent"], device="cuda")
+    # A format without a torch module cannot follow a GPU request (CUDA faked as present: the
+    # refusal is the format's, before any tensor moves).
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    with pytest.raises(ModelLoadError, match="runs on the CPU only"):
+        pg.load(lambda b: b.reshape(len(b), -1)[:, :3], device="cuda")
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_extraction_on_cuda_agrees_with_the_cpu(saved) -> None:
+    """The same DNA up to float rounding, and the same verdicts, on a GPU."""
+    probes = saved["probes"]
+    for name in ("parent", "fine-tuned", "independent0"):
+        cpu = pg.extract(str(saved[name]), probes=str(probes))
+        gpu = pg.extract(str(saved[name]), probes=str(probes), device="cuda")
+        assert gpu.genes.keys() == cpu.genes.keys()
+        for gene in cpu.genes:
+            for key, value in cpu.genes[gene].arrays.items():
+                other = gpu.genes[gene].arrays[key]
+                if value.dtype.kind in "iu":  # arg-max classes: a near tie may fall the other way
+                    assert (other == value).mean() >= 0.98, (gene, key)
+                else:
+                    np.testing.assert_allclose(other.astype(np.float64), value.astype(np.float64), rtol=2e-2, atol=2e-3)
+    parent_cpu = pg.extract(str(saved["parent"]), probes=str(probes))
+    for name in ("fine-tuned", "independent0"):
+        on_cpu = pg.compare(parent_cpu, str(saved[name]), probes=str(probes))
+        on_gpu = pg.compare(parent_cpu, str(saved[name]), probes=str(probes), device="cuda")
+        assert on_gpu.verdict == on_cpu.verdict
+
+
 def test_features_hooks_are_removed(family, probes_array) -> None:
     model = pg.load(family.parent, input_shape=(1, 8, 8))
     feats = model.features(probes_array)

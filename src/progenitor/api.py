@@ -57,7 +57,8 @@ def extract(
             gene; without it that gene is absent.
         learned: the learned Model DNA that fills ``dna.vector``: True for the packaged default
             (when one ships), a LearnedDNA or its directory, or False for none.
-        **load_options: passed to ``progenitor.load`` (e.g. ``arch=``, ``input_shape=``).
+        **load_options: passed to ``progenitor.load`` (e.g. ``arch=``, ``input_shape=``,
+            ``device="cuda"`` to run a torch model on a GPU).
     """
     handle = load(model, **load_options)
     level = _level(handle.access, access)

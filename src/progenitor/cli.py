@@ -14,7 +14,7 @@ from typing import Annotated
 
 import typer
 
-from progenitor.cli_options import check_alpha, load_options
+from progenitor.cli_options import DeviceOpt, check_alpha, load_options
 from progenitor.errors import ProgenitorError
 
 app = typer.Typer(
@@ -44,12 +44,13 @@ def dna(
     access: AccessOpt = "auto",
     arch: ArchOpt = None,
     input_shape: ShapeOpt = None,
+    device: DeviceOpt = None,
 ) -> None:
     """Extract the DNA of each MODEL into OUT/<name>.dna."""
     from progenitor.api import extract
     from progenitor.dna import save_dna
 
-    options = load_options(arch, input_shape)
+    options = load_options(arch, input_shape, device)
     for i, ref in enumerate(models, 1):
         _err(f"[{i}/{len(models)}] extracting {ref}")
         result = extract(ref, probes=probes, access=access, **options)
@@ -74,6 +75,7 @@ def compare(
     calibration: Annotated[Path | None, typer.Option(help="calibration JSON (default: shipped)")] = None,
     arch: ArchOpt = None,
     input_shape: ShapeOpt = None,
+    device: DeviceOpt = None,
 ) -> None:
     """Decide, for each TARGET, whether it is derived from SOURCE."""
     from progenitor._io import write_atomic
@@ -90,7 +92,7 @@ def compare(
         calibration=calibration,
         null=null or None,
         progress=lambda m: _err(f"... {m}"),
-        **load_options(arch, input_shape),
+        **load_options(arch, input_shape, device),
     )
     if report is not None:
         write_atomic(report, html_report(results))

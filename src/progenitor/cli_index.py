@@ -16,7 +16,7 @@ from typing import Annotated, Any
 
 import typer
 
-from progenitor.cli_options import check_alpha, load_options
+from progenitor.cli_options import DeviceOpt, check_alpha, load_options
 from progenitor.errors import ProgenitorError
 
 index_app = typer.Typer(
@@ -72,6 +72,7 @@ def index_add(
     ] = False,
     arch: ArchOpt = None,
     input_shape: ShapeOpt = None,
+    device: DeviceOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Extract and register the DNA of each MODEL (already registered models are skipped)."""
@@ -93,7 +94,7 @@ def index_add(
             names=[name] if name else None,
             parent=parent,
             from_scratch=from_scratch,
-            load_options=load_options(arch, input_shape),
+            load_options=load_options(arch, input_shape, device),
             progress=_err,
         )
     known = len(report.skipped) + len(report.duplicates)
@@ -254,13 +255,14 @@ def search(
     no_learned: Annotated[bool, typer.Option("--no-learned", help="decide on the training-free genes alone")] = False,
     arch: ArchOpt = None,
     input_shape: ShapeOpt = None,
+    device: DeviceOpt = None,
 ) -> None:
     """Find the most likely parents of each TARGET among the registered models (or abstain)."""
     from progenitor.index import ParentSearch, resolve_target
     from progenitor.index._relate import MASKED
 
     check_alpha(alpha)
-    options = load_options(arch, input_shape)
+    options = load_options(arch, input_shape, device)
     results = []
     with _open(db) as registry:
         if backend not in ("auto", "faiss", "numpy"):

@@ -2,14 +2,22 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
+
+import typer
 
 from progenitor.errors import ProgenitorError
 
+DeviceOpt = Annotated[
+    str | None, typer.Option("--device", help="where torch models run: cpu (default), cuda, cuda:N or auto")
+]
 
-def load_options(arch: str | None, input_shape: str | None) -> dict[str, Any]:
-    """``progenitor.load`` options from ``--arch`` and ``--input-shape`` (e.g. ``1,28,28``)."""
+
+def load_options(arch: str | None, input_shape: str | None, device: str | None = None) -> dict[str, Any]:
+    """``progenitor.load`` options from ``--arch``, ``--input-shape`` (e.g. ``1,28,28``) and ``--device``."""
     options: dict[str, Any] = {}
+    if device:
+        options["device"] = device
     if arch:
         options["arch"] = arch
     if input_shape:

@@ -341,7 +341,7 @@ def add_models(
         retries: times a job is retried after its worker died.
         names: a name per reference (None entries: the file stem).
         parent, from_scratch: declared lineage recorded for every model of this call.
-        load_options: passed to ``progenitor.load`` (``arch=``, ``input_shape=``).
+        load_options: passed to ``progenitor.load`` (``arch=``, ``input_shape=``, ``device=``).
         progress: called with one line per event (the CLI prints them on stderr).
     """
     from progenitor.index._dna import dna_from_bytes

@@ -13,6 +13,7 @@ from typing import Any
 
 from progenitor.errors import ModelLoadError
 from progenitor.models import torch_files  # noqa: F401  (registers torch formats)
+from progenitor.models._device import on_device
 from progenitor.models._registry import candidates_for, get_format, list_formats, register_format
 from progenitor.models.base import ACCESS_LEVELS, Access, InputSpec, Model
 
@@ -35,17 +36,25 @@ __all__ = [
 ]
 
 
-def load(ref: Any, **options: Any) -> Model:
+def load(ref: Any, device: str | None = None, **options: Any) -> Model:
     """Open a model reference (path, prefixed reference, URL, Model or torch module) as a Model.
 
     Args:
         ref: what to open; see the module docstring for how strings are resolved.
+        device: where a torch model runs (``cpu``, ``cuda``, ``cuda:N`` or ``auto``; default
+            the CPU); other formats accept only ``cpu``.
         **options: format options, e.g. ``arch="module:callable"`` for state dicts,
             ``input_shape=(1, 28, 28)``, ``timeout=`` for endpoints.
 
     Raises:
-        ModelLoadError: missing file, unknown or ambiguous format, unreadable content.
+        ModelLoadError: missing file, unknown or ambiguous format, unreadable content, a device
+            that is not here or that the format cannot use.
     """
+    model = _load(ref, options)
+    return model if device is None else on_device(model, device)
+
+
+def _load(ref: Any, options: dict[str, Any]) -> Model:
     if isinstance(ref, Model):
         return ref
     if not isinstance(ref, str | Path):

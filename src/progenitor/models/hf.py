@@ -92,6 +92,7 @@ class HFModel(Model):
     batch_size: int = BATCH_SIZE
     max_length: int = MAX_LENGTH
     missing_keys: frozenset[str] = frozenset()
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
     _tokenizer: Any = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -99,6 +100,12 @@ class HFModel(Model):
             raise ValueError("HFModel needs a module")
         self.module.eval()
         self.capabilities = frozenset({"weights", "forward", "features"})
+
+    def to_device(self, device: torch.device) -> None:
+        """Run the model on ``device`` from now on (token tensors follow it, outputs come back)."""
+        assert self.module is not None
+        self.module.to(device)
+        self.device = device
 
     def weights(self) -> dict[str, np.ndarray]:
         """The state dict as float32, torch layout, forward order.
@@ -149,12 +156,12 @@ class HFModel(Model):
         result = self.module(**inputs)
         mask = inputs["attention_mask"]
         if self.kind == "classifier":
-            return result.logits.float().numpy()
+            return result.logits.float().cpu().numpy()
         if self.kind == "causal-lm":
             # Right padding: the last real token sits at (number of real tokens - 1).
             last = mask.sum(dim=1) - 1
-            logits = result.logits[torch.arange(len(last)), last].float()
-            return torch.log_softmax(logits, dim=-1).numpy()
+            logits = result.logits[torch.arange(len(last), device=last.device), last].float()
+            return torch.log_softmax(logits, dim=-1).cpu().numpy()
         return _mean_pool(result.last_hidden_state, mask)
 
     def _texts(self, batch: Batch) -> list[str]:
@@ -203,7 +210,7 @@ class HFModel(Model):
         )
         for begin in range(0, len(texts), self.batch_size):
             encoding = tokenizer(texts[begin : begin + self.batch_size], truncation=True, max_length=self.max_length)
-            yield _pad(dict(encoding), pad_id, start)
+            yield {key: value.to(self.device) for key, value in _pad(dict(encoding), pad_id, start).items()}
 
 
 def _pad(encoding: dict[str, list[list[int]]], pad_id: int, start: int) -> dict[str, torch.Tensor]:
@@ -225,7 +232,7 @@ def _mean_pool(state: torch.Tensor, mask: torch.Tensor) -> np.ndarray:
     """Mean of ``state`` (n, t, d) over the positions where ``mask`` (n, t) is 1."""
     weights = mask.unsqueeze(-1).to(state.dtype)
     total = (state * weights).sum(dim=1)
-    return (total / weights.sum(dim=1).clamp(min=1.0)).float().numpy()
+    return (total / weights.sum(dim=1).clamp(min=1.0)).float().cpu().numpy()
 
 
 def _auto_class(transformers: Any, kind: Kind) -> Any:

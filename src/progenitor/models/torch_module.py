@@ -58,6 +58,7 @@ class TorchModuleModel(Model):
     """A torch module: weights, forward, and (for eager modules) features through hooks."""
 
     module: torch.nn.Module | None = field(default=None, repr=False)
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
 
     def __post_init__(self) -> None:
         if self.module is None:
@@ -69,6 +70,12 @@ class TorchModuleModel(Model):
         if not isinstance(self.module, torch.jit.ScriptModule):
             caps.add("features")  # TorchScript modules do not support forward hooks
         self.capabilities = frozenset(caps)
+
+    def to_device(self, device: torch.device) -> None:
+        """Run the module on ``device`` from now on (inputs follow it, outputs come back to numpy)."""
+        assert self.module is not None
+        self.module.to(device)
+        self.device = device
 
     def weights(self) -> dict[str, np.ndarray]:
         """Float parameters and buffers of the module's state dict, float32."""
@@ -84,7 +91,7 @@ class TorchModuleModel(Model):
                 f"{self.input_spec.describe()}"
             )
         for start in range(0, len(batch), BATCH_SIZE):
-            yield torch.from_numpy(np.ascontiguousarray(batch[start : start + BATCH_SIZE], np.float32))
+            yield torch.from_numpy(np.ascontiguousarray(batch[start : start + BATCH_SIZE], np.float32)).to(self.device)
 
     def _run(self, x: torch.Tensor, shape: tuple[int, ...]) -> Any:
         assert self.module is not None
@@ -102,7 +109,7 @@ class TorchModuleModel(Model):
         outs = []
         with torch.no_grad():
             for x in self._batches(batch):
-                outs.append(_flatten_outputs(self._run(x, tuple(x.shape[1:]))).float().numpy())
+                outs.append(_flatten_outputs(self._run(x, tuple(x.shape[1:]))).float().cpu().numpy())
         return np.concatenate(outs).astype(np.float32)
 
     def input_gradients(self, batch: Batch, classes: np.ndarray) -> np.ndarray:
@@ -113,7 +120,7 @@ class TorchModuleModel(Model):
         """
         if "gradients" not in self.capabilities:
             return super().input_gradients(batch, classes)
-        chosen = torch.as_tensor(np.asarray(classes), dtype=torch.long).reshape(-1, 1)
+        chosen = torch.as_tensor(np.asarray(classes), dtype=torch.long).reshape(-1, 1).to(self.device)
         if len(chosen) != len(batch):
             raise ValueError(f"{len(chosen)} classes for {len(batch)} inputs")
         grads = []
@@ -123,7 +130,7 @@ class TorchModuleModel(Model):
                 out = _flatten_outputs(self._run(x, tuple(x.shape[1:])))
                 picked = out.gather(1, chosen[start : start + len(x)]).sum()
                 (grad,) = torch.autograd.grad(picked, x)
-                grads.append(grad.float().numpy())
+                grads.append(grad.float().cpu().numpy())
         return np.concatenate(grads).astype(np.float32, copy=False)
 
     def features(self, batch: Batch) -> dict[str, np.ndarray]:
@@ -176,7 +183,7 @@ class TorchModuleModel(Model):
         with torch.no_grad(), _hooks(self.module, names, collected, calls, wanted):
             for x in self._batches(batch):
                 calls.clear()
-                outs.append(_flatten_outputs(self._run(x, tuple(x.shape[1:]))).float().numpy())
+                outs.append(_flatten_outputs(self._run(x, tuple(x.shape[1:]))).float().cpu().numpy())
         feats = {n: np.concatenate(v).astype(np.float32, copy=False) for n, v in collected.items() if v}
         return np.concatenate(outs).astype(np.float32, copy=False), feats
 
@@ -208,7 +215,7 @@ def _hooks(
                 with contextlib.suppress(ProbeError):
                     first = out if isinstance(out, torch.Tensor) else None
                     flat = _flatten_outputs(_pooled(first) if first is not None else out)
-                    sink.setdefault(key, []).append(flat.float().numpy())
+                    sink.setdefault(key, []).append(flat.float().cpu().numpy())
 
             handles.append(modules[name].register_forward_hook(hook))
         yield
