@@ -1,6 +1,6 @@
 """Extraction cost against the bare forward passes over the same probes (issue 4: within 1.5x).
 
-    .venv/bin/python benchmarks/extract_cost.py --zoo ZOO [--out benchmarks/extract_cost.json]
+    .venv/bin/python benchmarks/extract_cost.py --zoo ZOO [--out benchmarks/extract_cost.json] [--device cuda]
 
 For each model (default: the standard zoo's sources ``cnn-fa-s0``, ``resnet-fa-s0``,
 ``vit-fa-s0``), in one process with 2 torch threads: the median of ``--repeats`` timings of
@@ -36,6 +36,7 @@ import torch
 
 from progenitor._threads import single_blas
 from progenitor.api import compare_many, extract, score_genes
+from progenitor.models._device import on_device
 from progenitor.probes import load_probes
 from progenitor.zoo import load_manifest, open_model
 
@@ -74,6 +75,7 @@ def _main() -> None:
     parser.add_argument("--models", default=",".join(DEFAULT_MODELS))
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--scaled", action="store_true", help="add the wider SCALED architectures")
+    parser.add_argument("--device", default="cpu", help="where the torch models run (cpu, cuda, ...)")
     args = parser.parse_args()
     torch.set_num_threads(2)
     manifest = load_manifest(args.zoo)
@@ -84,6 +86,7 @@ def _main() -> None:
     if args.scaled:
         models += [(_scaled_name(arch, config), _scaled(arch, config)) for arch, config in SCALED]
     for model_id, model in models:
+        on_device(model, args.device)
         batch = probes.batch()
         white = extract(model, probes=probes, access="white", learned=False)
         row = {
@@ -101,7 +104,7 @@ def _main() -> None:
         row["black_ratio"] = round(row["black_ms"] / row["forward_ms"], 2)
         rows.append(row)
         print(json.dumps(row), flush=True)
-    args.out.write_text(json.dumps({"zoo": str(manifest.get("name")), "threads": 2,
+    args.out.write_text(json.dumps({"zoo": str(manifest.get("name")), "threads": 2, "device": args.device,
                                     "load_average_at_end": [round(x, 2) for x in os.getloadavg()],
                                     "rows": rows}, indent=1) + "\n")
     print(f"wrote {args.out}")
