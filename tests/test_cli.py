@@ -74,13 +74,21 @@ def test_dna_then_inspect_then_compare(capsys, saved, tmp_path) -> None:
         (["dna", "{junk}", "-o", "{out}"], "unknown model format"),
         (["compare", "{parent}", "{parent}", "--input-shape", "a,b"], "--input-shape"),
         (["dna", "{parent}", "-o", "{out}", "--device", "gpu0"], "not one of cpu, cuda"),
+        (["compare", "{parent}", "{parent}", "--input-shape", "-1,8,8"], "at least 1"),
+        (["compare", "{parent}", "{parent}", "--probes", "smooth-noise:0"], "count after ':'"),
+        (["compare", "{parent}", "{parent}", "--calibration", "{list_json}"], "not a calibration"),
+        (["compare", "{bad_dna}", "{parent}", "--report", "{bad_dna}"], "is one of the inputs"),
+        (["dna", "{parent}", "-o", "{junk}/out", "--probes", "{probes}"], "junk.xyz"),  # OSError: a file, not a folder
     ],
 )
 def test_bad_input_one_line_error(capsys, saved, tmp_path, args, message) -> None:
     (tmp_path / "bad.dna").write_bytes(b"nonsense")
     (tmp_path / "probes.txt").write_text("a text probe\nanother\n")
     (tmp_path / "junk.xyz").write_text("?")
+    (tmp_path / "list.json").write_text("[]")
     values = {
+        "list_json": tmp_path / "list.json",
+        "probes": saved["probes"],
         "bad_dna": tmp_path / "bad.dna",
         "parent": saved["parent"],
         "text": tmp_path / "probes.txt",

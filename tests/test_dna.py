@@ -10,6 +10,7 @@ import pytest
 import progenitor as pg
 from progenitor.dna import FORMAT_VERSION, MAGIC, MAX_DNA_BYTES, _to_bytes
 from progenitor.errors import AccessError, DNAFormatError, IncomparableError
+from progenitor.genes import GeneValue
 
 
 @pytest.fixture(scope="module")
@@ -87,6 +88,55 @@ def test_corrupt_refused(tmp_path, dna, damage) -> None:
     path.write_bytes(bytes(data))
     with pytest.raises(DNAFormatError):
         pg.load_dna(path)
+
+
+def _rewritten(dna: pg.DNA, edit) -> bytes:
+    """The DNA's file with its header edited by ``edit`` and a valid checksum again."""
+    import hashlib
+    import json
+
+    data = _to_bytes(dna)
+    start = len(MAGIC) + 6
+    (hlen,) = struct.unpack_from("<I", data, len(MAGIC) + 2)
+    header = json.loads(data[start : start + hlen])
+    edit(header)
+    raw = json.dumps(header).encode()
+    body = MAGIC + struct.pack("<HI", FORMAT_VERSION, len(raw)) + raw + data[start + hlen : -32]
+    return body + hashlib.sha256(body).digest()
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (lambda h: h["meta"].update(access="purple"), "access 'purple'"),
+        (lambda h: h["meta"].update(model="x"), "model is not an object"),
+        (lambda h: h["meta"].update(gene_meta=[]), "gene_meta"),
+        (lambda h: h["meta"].update(versions={}), "versions"),
+        (lambda h: h["meta"].update(probes="x"), "probes is not an object"),
+    ],
+)
+def test_hand_edited_header_with_a_valid_checksum_is_refused(tmp_path, dna, edit, message) -> None:
+    """A header whose checksum holds but whose fields have the wrong kinds is refused on load
+    (a registry would otherwise take it in and fail on every later search)."""
+    path = tmp_path / "edited.dna"
+    path.write_bytes(_rewritten(dna, edit))
+    with pytest.raises(DNAFormatError, match=message):
+        pg.load_dna(path)
+
+
+def test_non_finite_values_and_missing_arrays_are_refused(tmp_path, dna) -> None:
+    from dataclasses import replace
+
+    gene = next(n for n, g in dna.genes.items() if any(a.dtype.kind == "f" for a in g.arrays.values()))
+    arrays = {k: (np.full_like(a, np.nan) if a.dtype.kind == "f" else a) for k, a in dna.genes[gene].arrays.items()}
+    poisoned = replace(dna, genes={**dna.genes, gene: GeneValue(arrays, dna.genes[gene].meta)})
+    path = tmp_path / "nan.dna"
+    path.write_bytes(_to_bytes(poisoned))
+    with pytest.raises(DNAFormatError, match="NaN or infinite"):
+        pg.load_dna(path)
+    emptied = replace(dna, genes={**dna.genes, "weight_sketch": GeneValue({}, dna.genes["weight_sketch"].meta)})
+    with pytest.raises(DNAFormatError, match="weight_sketch: a stored value lacks its data"):
+        pg.score_genes(dna, emptied)
 
 
 def test_write_is_atomic(tmp_path, dna, monkeypatch) -> None:

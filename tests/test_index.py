@@ -116,6 +116,39 @@ def test_registry_round_trip(reg, tmp_path) -> None:
         reg.get("noised")
 
 
+def test_import_refuses_a_bad_export_before_writing_anything(reg, tmp_path) -> None:
+    """A malformed manifest, an entry outside the folder or a corrupt later file: nothing is
+    imported, not even the files before it. Removing several models checks every key first."""
+    export = tmp_path / "export"
+    manifest_path = reg.export(export)
+    good = json.loads(manifest_path.read_text())
+
+    def attempt(manifest: object, match: str) -> None:
+        manifest_path.write_text(json.dumps(manifest))
+        with Registry(tmp_path / "fresh.sqlite") as other:
+            with pytest.raises((RegistryError, DNAFormatError), match=match):
+                other.import_(export)
+            assert len(other) == 0
+
+    attempt([1, 2], "not a progenitor registry export")
+    attempt({**good, "models": {"a": 1}}, "malformed")
+    attempt({**good, "spec": "x"}, "malformed")
+    outside = [{**good["models"][0], "file": "../elsewhere.dna"}, *good["models"][1:]]
+    attempt({**good, "models": outside}, "outside the export folder")
+    last = export / good["models"][-1]["file"]
+    last.write_bytes(last.read_bytes()[:-10])
+    attempt(good, "corrupt or truncated")
+
+    names = len(reg)
+    from typer.testing import CliRunner
+
+    from progenitor.cli import app
+
+    result = CliRunner().invoke(app, ["index", "remove", "parent", "no-such-model", "--db", str(reg.path)])
+    assert result.exit_code != 0
+    assert len(reg) == names and reg.get("parent")
+
+
 def test_default_db_path(monkeypatch, tmp_path) -> None:
     monkeypatch.delenv("PROGENITOR_DB", raising=False)
     monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path))

@@ -160,6 +160,18 @@ def test_pruned_children_have_the_stated_sparsity(
             assert (w == 0).mean() == pytest.approx(edge["params"]["sparsity"], abs=0.02)
 
 
+def test_a_manifest_naming_a_foreign_architecture_is_refused(
+    smoke: tuple[Path, dict[str, Any], float], tmp_path: Path
+) -> None:
+    """A manifest is data: an ``arch`` outside the zoo's own architectures would be imported and
+    called by calibrate, train and bench, so reading the manifest refuses it."""
+    raw = json.loads((smoke[0] / "manifest.json").read_text())
+    raw["models"][0]["load"]["arch"] = "os:abort"
+    (tmp_path / "manifest.json").write_text(json.dumps(raw))
+    with pytest.raises(ProgenitorError, match="names architecture 'os:abort'"):
+        load_manifest(tmp_path)
+
+
 def test_structured_pruning_drops_units(smoke: tuple[Path, dict[str, Any], float]) -> None:
     out, manifest, _ = smoke
     models = _by_id(manifest)

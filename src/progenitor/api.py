@@ -15,7 +15,7 @@ from typing import Any
 from progenitor._threads import single_blas
 from progenitor.calibration import Calibration, load_calibration
 from progenitor.dna import DNA, check_comparable, load_dna
-from progenitor.errors import AccessError, IncomparableError, ProgenitorError
+from progenitor.errors import AccessError, DNAFormatError, IncomparableError, ProgenitorError
 from progenitor.genes import GeneNotApplicable, GeneScore, Observation, get_gene, list_genes
 from progenitor.models import ACCESS_LEVELS, Model, load
 from progenitor.models.base import InputSpec
@@ -187,6 +187,8 @@ def score_genes(source: DNA, target: DNA, access: str | None = None) -> dict[str
             scores[name] = get_gene(name).compare(source.genes[name], target.genes[name])
         except GeneNotApplicable:
             continue
+        except (KeyError, IndexError) as exc:  # a stored value without the arrays its gene writes
+            raise DNAFormatError(f"gene {name}: a stored value lacks its data ({exc}); extract the DNA again") from exc
     return scores
 
 

@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from progenitor._io import write_atomic
 from progenitor.errors import ProgenitorError
 from progenitor.stats import NullModel, clustered_null, pooled_between_sd
 
@@ -109,10 +110,8 @@ class Calibration:
         }
 
     def save(self, path: str | Path) -> Path:
-        """Write as JSON."""
-        path = Path(path)
-        path.write_text(json.dumps(self.to_json(), indent=1) + "\n")
-        return path
+        """Write as JSON, atomically (a temporary file, then a rename)."""
+        return write_atomic(path, (json.dumps(self.to_json(), indent=1) + "\n").encode())
 
 
 def load_calibration(path: str | Path | None = None) -> Calibration:
@@ -143,22 +142,27 @@ def _read_calibration(path: str | Path | None) -> Calibration:
         raw = json.loads(text)
     except (OSError, ValueError, ModuleNotFoundError) as exc:
         raise ProgenitorError(f"calibration {path or DEFAULT_NAME} cannot be read ({exc})") from exc
+    if not isinstance(raw, dict):
+        raise ProgenitorError(f"{where}: not a calibration (a JSON object is expected)")
     if raw.get("calibration_version") not in (1, CALIBRATION_VERSION):
         raise ProgenitorError(f"{where}: calibration version {raw.get('calibration_version')} unknown")
-    genes = {
-        n: GeneNull(
-            int(g["version"]),
-            list(g["null"]),
-            list(g.get("derived", [])),
-            dict(g.get("groups", {})),
-            g.get("null_clusters"),
-            dict(g.get("group_clusters", {})),
-            float(g.get("between_sd", 0.0)),
-        )
-        for n, g in raw["genes"].items()
-    }
-    a, b = raw.get("logistic", [0.0, 1.0])
-    return Calibration(genes, (float(a), float(b)), raw.get("source", where))
+    try:
+        genes = {
+            n: GeneNull(
+                int(g["version"]),
+                list(g["null"]),
+                list(g.get("derived", [])),
+                dict(g.get("groups", {})),
+                g.get("null_clusters"),
+                dict(g.get("group_clusters", {})),
+                float(g.get("between_sd", 0.0)),
+            )
+            for n, g in raw["genes"].items()
+        }
+        a, b = raw.get("logistic", [0.0, 1.0])
+        return Calibration(genes, (float(a), float(b)), raw.get("source", where))
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise ProgenitorError(f"{where}: calibration is malformed ({type(exc).__name__}: {exc})") from exc
 
 
 def fit_logistic(log_p: np.ndarray, labels: np.ndarray, l2: float = 1e-3) -> tuple[float, float]:

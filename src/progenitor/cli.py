@@ -8,13 +8,14 @@ only results (``--json`` prints exactly one JSON document).
 from __future__ import annotations
 
 import json
+import sqlite3
 import sys
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from progenitor.cli_options import DeviceOpt, check_alpha, load_options
+from progenitor.cli_options import DeviceOpt, check_alpha, check_output, check_parts, load_options
 from progenitor.errors import ProgenitorError
 
 app = typer.Typer(
@@ -83,6 +84,7 @@ def compare(
     from progenitor.report import html_report, table_rows
 
     check_alpha(alpha)
+    check_output(report, [source, *targets, *(null or []), calibration])
     results = compare_many(
         source,
         targets,
@@ -215,7 +217,7 @@ def zoo_list() -> None:
 def train(
     zoo: Annotated[Path, typer.Option(help="a built zoo (its train split trains, val selects)")],
     out: Annotated[Path, typer.Option("--out", "-o", help="folder for the trained Model DNA")],
-    epochs: Annotated[int, typer.Option(help="training epochs (full batch)")] = 300,
+    epochs: Annotated[int, typer.Option(help="training epochs (full batch)", min=1)] = 300,
     seed: Annotated[int, typer.Option(help="random seed")] = 0,
     parts: Annotated[str, typer.Option(help="generator parts, comma-separated")] = "behaviour,weights,moments,data",
 ) -> None:
@@ -228,7 +230,7 @@ def train(
     torch.set_num_threads(2)  # pinned: same seed and threads give the same weights
     data = ZooDNA(zoo)
     training = data.training_set(progress=lambda m: _err(f"extract {m}"))
-    config = {"epochs": epochs, "seed": seed, "parts": [p.strip() for p in parts.split(",") if p.strip()]}
+    config = {"epochs": epochs, "seed": seed, "parts": check_parts(parts)}
     bundle, metrics = fit(training, config, progress=lambda e, n, loss: _err(f"epoch {e}/{n} loss {loss:.4f}"))
     bundle.config.update(
         zoo_name=data.manifest["name"],
@@ -304,7 +306,32 @@ def main(argv: list[str] | None = None) -> int:
             raise
         exc.show()  # type: ignore[attr-defined]
         return 2
+    except (OSError, sqlite3.Error, MemoryError) as exc:
+        # What the user named cannot be used: an unwritable or over-long path, a read-only
+        # registry, a shape or probe count too large to allocate.
+        if debug:
+            raise
+        _err(f"error: {_environment_error(exc)}")
+        return 2
+    except Exception as exc:  # the last resort: one line, the traceback on --debug
+        if debug:
+            raise
+        first = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else ""
+        _err(f"error: unexpected {type(exc).__name__}{': ' + first if first else ''} (--debug shows where)")
+        return 1
     return 0
+
+
+def _environment_error(exc: BaseException) -> str:
+    """One line for an OS, database or memory error."""
+    if isinstance(exc, MemoryError):
+        return "out of memory (an input shape or probe count too large?)"
+    if isinstance(exc, sqlite3.Error):
+        return f"registry database: {exc}"
+    assert isinstance(exc, OSError)
+    name = exc.filename if isinstance(exc.filename, str) and len(exc.filename) <= 200 else None
+    reason = exc.strerror or str(exc)
+    return f"{name}: {reason}" if name else f"{reason} (a path too long or not writable?)"
 
 
 if __name__ == "__main__":

@@ -41,8 +41,8 @@ def bench(
     trees: Annotated[bool, typer.Option("--trees/--no-trees", help="recover family trees")] = True,
     plots: Annotated[bool, typer.Option("--plots/--no-plots", help="write the PNG plots")] = True,
     seed: Annotated[int, typer.Option(help="seed of the threshold sample and tree member order")] = 0,
-    threads: Annotated[int, typer.Option(help="torch threads (split among the jobs)")] = 2,
-    jobs: Annotated[int, typer.Option(help="methods run in this many processes at once")] = 1,
+    threads: Annotated[int, typer.Option(help="torch threads (split among the jobs)", min=1)] = 2,
+    jobs: Annotated[int, typer.Option(help="methods run in this many processes at once", min=1)] = 1,
     list_only: Annotated[bool, typer.Option("--list", help="list the methods and exit")] = False,
 ) -> None:
     """Benchmark ours against every published method on the same zoo pairs (tables and plots)."""

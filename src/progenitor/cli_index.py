@@ -16,7 +16,7 @@ from typing import Annotated, Any
 
 import typer
 
-from progenitor.cli_options import DeviceOpt, check_alpha, load_options
+from progenitor.cli_options import DeviceOpt, check_alpha, check_finite, check_output, load_options
 from progenitor.errors import ProgenitorError
 
 index_app = typer.Typer(
@@ -62,9 +62,11 @@ def index_add(
     probes: ProbesOpt = None,
     access: AccessOpt = "auto",
     engine: Annotated[str, typer.Option("--engine", help="local, ray or inline")] = "local",
-    workers: Annotated[int | None, typer.Option("--workers", help="processes, or CPUs of a local Ray instance")] = None,
+    workers: Annotated[
+        int | None, typer.Option("--workers", help="processes, or CPUs of a local Ray instance", min=1)
+    ] = None,
     address: Annotated[str | None, typer.Option("--address", help="Ray cluster address (engine ray)")] = None,
-    retries: Annotated[int, typer.Option("--retries", help="retries when a worker dies")] = 2,
+    retries: Annotated[int, typer.Option("--retries", help="retries when a worker dies", min=0)] = 2,
     name: Annotated[str | None, typer.Option("--name", help="name to register (one model only)")] = None,
     parent: Annotated[str | None, typer.Option("--parent", help="declared parent (name, ref or sha256)")] = None,
     from_scratch: Annotated[
@@ -113,10 +115,10 @@ def index_remove(
     keys: Annotated[list[str], typer.Argument(help="names, ids, refs or hash prefixes")],
     db: DbOpt = None,
 ) -> None:
-    """Remove models from the registry."""
+    """Remove models from the registry (none unless every key names one)."""
     with _open(db) as registry:
-        for key in keys:
-            entry = registry.remove(key)
+        for entry in [registry.get(key) for key in keys]:  # every key checked before any removal
+            registry.remove(entry.id)
             _err(f"removed {entry.name} ({entry.ref})")
 
 
@@ -242,7 +244,7 @@ def search(
     top: Annotated[int, typer.Option("--top", help="candidates to show per target")] = 5,
     candidates: Annotated[
         int | None,
-        typer.Option("--candidates", help="nearest vectors to re-rank (default 10*top, 50+)"),
+        typer.Option("--candidates", help="nearest vectors to re-rank (default 10*top, 50+)", min=1),
     ] = None,
     as_json: Annotated[
         bool, typer.Option("--json", help="print one JSON array on stdout, one object per target")
@@ -351,7 +353,7 @@ def tree(
     ] = "auto",
     no_learned: Annotated[bool, typer.Option("--no-learned", help="decide on the training-free genes alone")] = False,
     direction_weight: Annotated[
-        float, typer.Option("--direction-weight", help="weight of direction in edge costs")
+        float, typer.Option("--direction-weight", help="weight of direction in edge costs", min=0.0)
     ] = 1.0,
     order_prior: Annotated[
         float,
@@ -359,7 +361,7 @@ def tree(
     ] = 0.5,
     neighbours: Annotated[
         int | None,
-        typer.Option("--neighbours", help="candidate pairs per model by vector (0: all)"),
+        typer.Option("--neighbours", help="candidate pairs per model by vector (0: all)", min=0),
     ] = None,
     min_verdict: Annotated[
         str, typer.Option("--min-verdict", help="derived, or inconclusive to keep weaker edges")
@@ -370,6 +372,9 @@ def tree(
     from progenitor.index import build_tree, members_of
 
     check_alpha(alpha)
+    check_output(out, [db, calibration])
+    check_finite("--direction-weight", direction_weight)
+    check_finite("--order-prior", order_prior)
     if sum((as_json, dot, as_html)) > 1:
         raise ProgenitorError("choose one of --json, --dot, --html")
     with _open(db) as registry:

@@ -190,8 +190,35 @@ def save_dna(dna: DNA, path: str | Path) -> Path:
 # ------------------------------------------------------------------------------------------- read
 
 
+def _check_meta(path: Path, meta: Any) -> None:
+    """Refuse a header whose fields have the wrong kinds (a hand-edited or foreign file that
+    still carries a valid checksum), before anything reads them."""
+    from progenitor.models.base import ACCESS_LEVELS
+
+    def fail(what: str) -> None:
+        raise DNAFormatError(f"{path}: DNA header is malformed ({what})")
+
+    if not isinstance(meta, dict):
+        fail("no meta object")
+    if not isinstance(meta.get("model"), dict):
+        fail("model is not an object")
+    if meta.get("access") not in ACCESS_LEVELS:
+        fail(f"access {meta.get('access')!r} is not one of {', '.join(ACCESS_LEVELS)}")
+    for name in ("probes", "vector_spec"):
+        if meta.get(name) is not None and not isinstance(meta[name], dict):
+            fail(f"{name} is not an object")
+    genes, versions = meta.get("gene_meta"), meta.get("versions")
+    if not isinstance(genes, dict) or not all(isinstance(v, dict) for v in genes.values()):
+        fail("gene_meta is not an object of objects")
+    if not isinstance(versions, dict) or set(versions) != set(genes):
+        fail("versions do not name the DNA's genes")
+    if not isinstance(meta.get("created"), str):
+        fail("created is not a string")
+
+
 def _read_v1(path: Path, header: dict[str, Any], payload: memoryview) -> DNA:
     meta = header["meta"]
+    _check_meta(path, meta)
     arrays: dict[str, np.ndarray] = {}
     for entry in header["arrays"]:
         if entry["dtype"] not in _ALLOWED_DTYPES:
@@ -258,9 +285,23 @@ def dna_from_bytes(data: bytes, origin: str = "<bytes>", verify: bool = True) ->
     start = len(MAGIC) + 6
     try:
         header = json.loads(bytes(body[start : start + hlen]).decode())
-        return _READERS[version](Path(origin), header, body[start + hlen :])
-    except (ValueError, KeyError, TypeError, IndexError) as exc:
+        dna = _READERS[version](Path(origin), header, body[start + hlen :])
+    except (ValueError, KeyError, TypeError, IndexError, AttributeError) as exc:
         raise DNAFormatError(f"{origin}: DNA header is malformed ({exc})") from exc
+    if verify:  # a registry read skips it: the payload was checked like this on entry
+        _check_finite(dna, origin)
+    return dna
+
+
+def _check_finite(dna: DNA, origin: str) -> None:
+    """Refuse NaN or infinite values: no extraction stores them, and they would poison every
+    similarity they enter."""
+    for gene, value in dna.genes.items():
+        for key, arr in value.arrays.items():
+            if arr.dtype.kind == "f" and not np.isfinite(arr).all():
+                raise DNAFormatError(f"{origin}: gene {gene} holds NaN or infinite values ({key})")
+    if dna.vector is not None and not np.isfinite(dna.vector).all():
+        raise DNAFormatError(f"{origin}: its learned vector holds NaN or infinite values")
 
 
 def load_dna(path: str | Path) -> DNA:

@@ -21,6 +21,8 @@ from progenitor.models.base import Batch, InputSpec, Model
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif")
 DEFAULT_SIZE = 128
 
+MAX_PRESET_PROBES = 100_000  # a generated probe set larger than this is a typo, not a plan
+
 
 @dataclass(frozen=True)
 class ProbeSet:
@@ -232,8 +234,9 @@ def load_probes(
     text = str(spec)
     name, _, count = text.partition(":")
     if name in _PRESETS and not Path(text).exists():
-        size = int(count) if count.isdigit() else n
-        return _PRESETS[name][1](input_spec.shape if input_spec else None, size)
+        if count and not (count.isdigit() and 1 <= int(count) <= MAX_PRESET_PROBES):
+            raise ProbeError(f"{text}: the count after ':' must be a whole number from 1 to {MAX_PRESET_PROBES}")
+        return _PRESETS[name][1](input_spec.shape if input_spec else None, int(count) if count else n)
     return _load_path(Path(text))
 
 

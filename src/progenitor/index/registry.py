@@ -761,14 +761,17 @@ class Registry:
             SpecMismatchError: the export was made with another extractor spec, naming how.
         """
         src = Path(folder)
-        try:
-            manifest = json.loads((src / "manifest.json").read_text("utf-8"))
-        except (OSError, ValueError) as exc:
-            raise RegistryError(f"{src}: not a registry export (no readable manifest.json)") from exc
-        if manifest.get("format") != EXPORT_FORMAT:
-            raise RegistryError(f"{src}: manifest.json is not a progenitor registry export")
-        if int(manifest.get("version", 0)) > EXPORT_VERSION:
-            raise RegistryError(f"{src}: export version {manifest['version']} is newer than this release")
+        manifest = _read_export(src)
+        # Every DNA is read and checked before anything is written: a bad file imports nothing.
+        checked = []
+        for item in manifest["models"]:
+            path = src / item["file"]
+            if not path.resolve().is_relative_to(src.resolve()):
+                raise RegistryError(f"{src}: entry {item['file']!r} lies outside the export folder")
+            dna = load_dna(path)
+            if genome_hash(dna) != item["dna_hash"]:
+                raise RegistryError(f"{path}: DNA does not match its manifest entry")
+            checked.append((item, dna))
         theirs = ExtractorSpec.from_json(manifest["spec"]) if manifest.get("spec") else None
         mine = self.spec
         if theirs is not None:
@@ -783,10 +786,7 @@ class Registry:
         if manifest.get("probes"):
             self._import_probes(src, manifest["probes"])
         added = duplicates = 0
-        for item in manifest["models"]:
-            dna = load_dna(src / item["file"])
-            if genome_hash(dna) != item["dna_hash"]:
-                raise RegistryError(f"{src / item['file']}: DNA does not match its manifest entry")
+        for item, dna in checked:
             name = item["name"] if not self._lookup_name(item["name"]) else None
             outcome = self.add(
                 dna,
@@ -815,6 +815,28 @@ class Registry:
         if probes.hash != info["hash"]:
             raise RegistryError(f"{path}: probe set does not match its manifest hash")
         self.store_probes(probes)
+
+
+def _read_export(src: Path) -> dict[str, Any]:
+    """An export folder's manifest, its structure checked (a hand-edited one is refused here,
+    before any field is used)."""
+    try:
+        manifest = json.loads((src / "manifest.json").read_text("utf-8"))
+    except (OSError, ValueError) as exc:
+        raise RegistryError(f"{src}: not a registry export (no readable manifest.json)") from exc
+    if not isinstance(manifest, dict) or manifest.get("format") != EXPORT_FORMAT:
+        raise RegistryError(f"{src}: manifest.json is not a progenitor registry export")
+    if not isinstance(manifest.get("version", 0), int) or manifest.get("version", 0) > EXPORT_VERSION:
+        raise RegistryError(f"{src}: export version {manifest.get('version')!r} is newer than this release or unknown")
+    models = manifest.get("models")
+    fields_ok = isinstance(models, list) and all(
+        isinstance(m, dict) and all(isinstance(m.get(k), str) for k in ("file", "dna_hash", "name")) for m in models
+    )
+    if not fields_ok or any(not isinstance(manifest.get(k) or {}, dict) for k in ("spec", "probes")):
+        raise RegistryError(
+            f"{src}: manifest.json is malformed (models need file, dna_hash and name; spec and probes are objects)"
+        )
+    return manifest
 
 
 def _npy(array: np.ndarray) -> bytes:

@@ -17,6 +17,7 @@ tokens, as ``hidden_states.{i}``.
 from __future__ import annotations
 
 import contextlib
+import pickle
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -27,7 +28,7 @@ import numpy as np
 import torch
 
 from progenitor._extras import require
-from progenitor.errors import ModelLoadError, ProbeError
+from progenitor.errors import ModelLoadError, ProbeError, UnsafeFileError
 from progenitor.models._registry import register_format
 from progenitor.models.base import Batch, InputSpec, Model, as_float32, file_sha256, text_batch
 
@@ -299,6 +300,10 @@ def open_hf(target: str, batch_size: int = BATCH_SIZE, max_length: int = MAX_LEN
                 # load report that _quiet hides.
                 ignore_mismatched_sizes=True,
             )
+    except pickle.UnpicklingError as exc:  # transformers reads .bin weights with weights_only=True
+        raise UnsafeFileError(
+            f"{target}: refused, its weight file needs arbitrary Python objects to load; use safetensors weights"
+        ) from exc
     except _LOAD_ERRORS as exc:
         raise ModelLoadError(f"{target}: cannot load the model weights ({_first_line(exc)})") from exc
     _check_fit(target, module, info)

@@ -521,8 +521,26 @@ def load_manifest(zoo_dir: str | Path) -> dict[str, Any]:
             f"{path}: manifest version {manifest['version']} is newer than this release reads "
             f"({MANIFEST_VERSION}); upgrade progenitor"
         )
+    for entry in manifest.get("models", []):
+        _check_load_options(path, entry)
     manifest["root_dir"] = str(Path(zoo_dir).resolve())
     return manifest
+
+
+ZOO_ARCHS = "progenitor.zoo.archs:"
+
+
+def _check_load_options(path: Path, entry: Any) -> None:
+    """Refuse a model entry whose load options would import anything but the zoo's own
+    architectures: a manifest is a data file, and an ``arch`` is a callable that gets called."""
+    load = entry.get("load") if isinstance(entry, dict) else None
+    if not isinstance(load, dict) or not set(load) <= {"arch", "input_shape"}:
+        raise ProgenitorError(f"{path}: a model entry's load options are malformed")
+    arch = load.get("arch")
+    if arch is not None and not (isinstance(arch, str) and arch.startswith(ZOO_ARCHS)):
+        raise ProgenitorError(
+            f"{path}: model {entry.get('id')!r} names architecture {arch!r}; a zoo builds only {ZOO_ARCHS}*"
+        )
 
 
 def open_model(zoo_dir: str | Path, model_id: str) -> Any:

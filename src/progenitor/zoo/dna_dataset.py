@@ -174,6 +174,10 @@ def calibrate_on_zoo(
     hardest negatives should.
     """
     pairs = [p for p in zoo.pairs(split, scheme) if p.derived or p.kind in NULL_KINDS]
+    if not any(p.derived for p in pairs) or all(p.derived for p in pairs):
+        raise ProgenitorError(
+            f"the {split!r} split of scheme {scheme!r} has no derived or no independent pairs to calibrate on"
+        )
     zoo.dnas(sorted({p.source for p in pairs} | {p.target for p in pairs}), progress)
     records = [
         ({n: s.similarity for n, s in score_genes(zoo.dna(p.source), zoo.dna(p.target)).items()}, p.derived)
