@@ -155,3 +155,13 @@ def test_int8_onnx_export_is_derived(saved, int8_onnx) -> None:
     sketch = r.evidence["genes"]["weight_sketch"]
     assert sketch["similarity"] > 0.95 and sketch["details"]["paired"] == 4
     assert r.evidence["genes"]["output_geometry"]["similarity"] > 0.99
+
+
+def test_a_null_needs_three_distinct_models(saved) -> None:
+    """Fewer than three, or the source again, would have fallen back to the calibration or
+    measured the source against itself without a word."""
+    with pytest.raises(pg.ProgenitorError, match="at least three"):
+        pg.compare_many(saved["parent"], [saved["noised"]], probes=saved["probes"], null=[saved["independent0"]])
+    again = [saved["independent0"], saved["independent1"], saved["parent"]]
+    with pytest.raises(pg.ProgenitorError, match="the source or another null model again"):
+        pg.compare_many(saved["parent"], [saved["noised"]], probes=saved["probes"], null=again)

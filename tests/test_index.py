@@ -139,6 +139,8 @@ def test_import_refuses_a_bad_export_before_writing_anything(reg, tmp_path) -> N
     last.write_bytes(last.read_bytes()[:-10])
     attempt(good, "corrupt or truncated")
 
+    with pytest.raises(RegistryError, match="itself"):
+        reg.declare("parent", parent="parent")
     names = len(reg)
     from typer.testing import CliRunner
 

@@ -233,10 +233,18 @@ def compare_many(
 
     custom = None
     if null:
+        if len(null) < 3:
+            raise ProgenitorError(f"a null needs at least three independently trained models, got {len(null)}")
         custom = {}
+        seen = {src.model.get("sha256")}
         for ref in null:
             note(f"null model {_label(ref)}")
-            for name, score in score_genes(src, other(ref), access).items():
+            null_dna = other(ref)
+            digest = null_dna.model.get("sha256")
+            if digest is not None and digest in seen:
+                raise ProgenitorError(f"null model {_label(ref)} is the source or another null model again")
+            seen.add(digest)
+            for name, score in score_genes(src, null_dna, access).items():
                 custom.setdefault(name, []).append(fisher_z(score.similarity))
     results = []
     for ref in targets:

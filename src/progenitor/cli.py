@@ -52,11 +52,14 @@ def dna(
     from progenitor.dna import save_dna
 
     options = load_options(arch, input_shape, device)
-    for i, ref in enumerate(models, 1):
+    names = [Path(Path(ref.rstrip("/")).name.split(":")[-1] or f"model{i}").stem for i, ref in enumerate(models, 1)]
+    clash = sorted({n for n in names if names.count(n) > 1})
+    if clash:
+        raise ProgenitorError(f"two models would both be written to {out / clash[0]}.dna; use separate folders")
+    for i, (ref, name) in enumerate(zip(models, names, strict=True), 1):
         _err(f"[{i}/{len(models)}] extracting {ref}")
         result = extract(ref, probes=probes, access=access, **options)
-        name = Path(ref.rstrip("/")).name.split(":")[-1] or f"model{i}"
-        path = save_dna(result, out / f"{Path(name).stem}.dna")
+        path = save_dna(result, out / f"{name}.dna")
         _err(f"  wrote {path} ({path.stat().st_size} bytes, genes: {', '.join(result.genes)})")
 
 

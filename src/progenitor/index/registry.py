@@ -664,6 +664,8 @@ class Registry:
         if parent and from_scratch:
             raise RegistryError("a model cannot declare a parent and be trained from scratch")
         entry = self.get(key)
+        if parent and parent in (entry.name, entry.ref, str(entry.id)):
+            raise RegistryError(f"{entry.name} cannot declare itself as its parent")
         with self._write() as conn:
             conn.execute(
                 "UPDATE dnas SET declared_parent = ?, from_scratch = ? WHERE id = ?",
