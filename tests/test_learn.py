@@ -141,6 +141,27 @@ def test_training_is_deterministic_on_two_threads(training_set) -> None:
     assert not torch.are_deterministic_algorithms_enabled()
 
 
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_training_on_cuda_separates_and_is_deterministic(training_set) -> None:
+    """On a GPU: the same selection quality as on the CPU, the bundle back on the CPU, and two
+    runs give the same weights."""
+    data, dnas = training_set
+    states = []
+    for _ in range(2):
+        bundle, metrics = fit(data, {"epochs": 60, "eval_every": 10, "seed": 0}, device="cuda")
+        assert metrics["val_auc"] >= 0.99
+        states.append({**bundle.generator.state_dict(), **bundle.classifier.state_dict()})
+    assert all(v.device.type == "cpu" for v in states[0].values())
+    assert all(torch.equal(states[1][k], states[0][k]) for k in states[0])
+    derived = [bundle.assess(dnas[6], dnas[k])["probability"] for k in (13, 14)]
+    assert min(derived) > max(bundle.assess(dnas[6], dnas[k])["probability"] for k in (8, 9, 10))
+
+
+def test_training_refuses_an_unknown_device(training_set) -> None:
+    with pytest.raises(pg.ProgenitorError, match="not one of cpu, cuda"):
+        fit(training_set[0], {"epochs": 1, "seed": 0}, device="gpu0")
+
+
 def test_training_separates_derived_from_independent(trained) -> None:
     bundle, metrics, dnas, _ = trained
     assert metrics["val_auc"] >= 0.99

@@ -223,6 +223,9 @@ def train(
     epochs: Annotated[int, typer.Option(help="training epochs (full batch)", min=1)] = 300,
     seed: Annotated[int, typer.Option(help="random seed")] = 0,
     parts: Annotated[str, typer.Option(help="generator parts, comma-separated")] = "behaviour,weights,moments,data",
+    device: Annotated[
+        str, typer.Option("--device", help="where the networks train: cpu (the shipped bundle's) or cuda")
+    ] = "cpu",
 ) -> None:
     """Train the learned Model DNA (generator + classifier) and the gene calibration on a zoo."""
     import torch
@@ -234,14 +237,17 @@ def train(
     data = ZooDNA(zoo)
     training = data.training_set(progress=lambda m: _err(f"extract {m}"))
     config = {"epochs": epochs, "seed": seed, "parts": check_parts(parts)}
-    bundle, metrics = fit(training, config, progress=lambda e, n, loss: _err(f"epoch {e}/{n} loss {loss:.4f}"))
+    bundle, metrics = fit(
+        training, config, progress=lambda e, n, loss: _err(f"epoch {e}/{n} loss {loss:.4f}"), device=device
+    )
     bundle.config.update(
         zoo_name=data.manifest["name"],
         zoo_hash=data.zoo_hash,
         probe_hash=data.probes["sha256"],
         metrics=metrics,
         gene_versions=dict(training.dnas[0].versions.items()),
-        command=f"progenitor train --zoo ZOO --out OUT --epochs {epochs} --seed {seed} --parts {parts}",
+        command=f"progenitor train --zoo ZOO --out OUT --epochs {epochs} --seed {seed} --parts {parts}"
+        + (f" --device {device}" if device != "cpu" else ""),
     )
     bundle.save(out)
     calibrate_on_zoo(data).save(out / "calibration.json")

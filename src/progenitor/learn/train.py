@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -88,12 +89,17 @@ def roc_auc(scores: np.ndarray, labels: np.ndarray) -> float:
 class _Model:
     """Tensors of a training set and the forward pass over pairs."""
 
-    def __init__(self, data: TrainingSet, bundle: LearnedDNA) -> None:
+    def __init__(self, data: TrainingSet, bundle: LearnedDNA, device: torch.device) -> None:
+        self.device = device
         blocks, masks = stack_inputs(data.dnas)
-        self.blocks = {k: torch.from_numpy(v) for k, v in blocks.items()}
-        self.masks = {k: torch.from_numpy(v) for k, v in masks.items()}
+        self.blocks = {k: self.tensor(v) for k, v in blocks.items()}
+        self.masks = {k: self.tensor(v) for k, v in masks.items()}
         self.families = np.array(data.families)
         self.bundle = bundle
+
+    def tensor(self, array: np.ndarray) -> torch.Tensor:
+        """``array`` as a tensor on the training device."""
+        return torch.from_numpy(array).to(self.device)
 
     def probabilities(
         self, pairs: Pairs, z: torch.Tensor | None = None
@@ -101,7 +107,7 @@ class _Model:
         """(relation logit, direction logit, P(derived)) for each pair."""
         if z is None:
             z = self.bundle.generator(self.blocks, self.masks)
-        s, t = torch.from_numpy(pairs.source), torch.from_numpy(pairs.target)
+        s, t = self.tensor(pairs.source), self.tensor(pairs.target)
         mom = self.blocks["moments"]
         has = self.masks["moments"][s] * self.masks["moments"][t]
         rel, direc = self.bundle.classifier(z[s], z[t], mom[s], mom[t], has)
@@ -111,20 +117,20 @@ class _Model:
 def _loss(m: _Model, pairs: Pairs, cfg: dict[str, Any]) -> torch.Tensor:
     z = m.bundle.generator(m.blocks, m.masks)
     rel, direc, prob = m.probabilities(pairs, z)
-    derived = torch.from_numpy(pairs.derived).float()
-    related = torch.from_numpy(pairs.related).float()
+    derived = m.tensor(pairs.derived).float()
+    related = m.tensor(pairs.related).float()
     bce = torch.nn.functional.binary_cross_entropy
     loss = bce(prob.clamp(1e-6, 1 - 1e-6), derived)
     loss = loss + torch.nn.functional.binary_cross_entropy_with_logits(rel, related)
-    lineage = torch.from_numpy(pairs.related & (pairs.derived | _reversed(pairs)))
+    lineage = m.tensor(pairs.related & (pairs.derived | _reversed(pairs)))
     if lineage.any():
         loss = loss + torch.nn.functional.binary_cross_entropy_with_logits(direc[lineage], derived[lineage])
     d = pairs.derived
     if d.any():
-        anchors = torch.from_numpy(pairs.source[d])
-        negatives = torch.from_numpy(m.families[None, :] != m.families[pairs.source[d]][:, None])
+        anchors = m.tensor(pairs.source[d])
+        negatives = m.tensor(m.families[None, :] != m.families[pairs.source[d]][:, None])
         loss = loss + cfg["lambda_similarity"] * dna_similarity_loss(
-            z, anchors, torch.from_numpy(pairs.target[d]), negatives, cfg["temperature_loss"], cfg["hard_negatives"]
+            z, anchors, m.tensor(pairs.target[d]), negatives, cfg["temperature_loss"], cfg["hard_negatives"]
         )
     return loss
 
@@ -172,17 +178,30 @@ def fit_temperature(rel: np.ndarray, direc: np.ndarray, derived: np.ndarray) -> 
 
 
 def fit(
-    data: TrainingSet, config: dict[str, Any] | None = None, progress: Callable[[int, int, float], None] | None = None
+    data: TrainingSet,
+    config: dict[str, Any] | None = None,
+    progress: Callable[[int, int, float], None] | None = None,
+    device: str = "cpu",
 ) -> tuple[LearnedDNA, dict[str, Any]]:
     """Train a LearnedDNA on ``data.pairs["train"]``, select and calibrate on ``data.pairs["val"]``.
 
-    Returns the bundle and a metrics dict (validation AUC of the selected epoch, temperature,
-    epochs). Deterministic for a seed: torch's deterministic algorithms are on while it trains
-    (the backward of indexing with repeated indices accumulates in a thread-dependent order
-    otherwise, and two runs on 2 threads gave different weights).
+    Returns the bundle (on the CPU) and a metrics dict (validation AUC of the selected epoch,
+    temperature, epochs). Deterministic for a seed and a device: torch's deterministic algorithms
+    are on while it trains (the backward of indexing with repeated indices accumulates in a
+    thread-dependent order otherwise, and two runs on 2 threads gave different weights). On a GPU
+    (``device="cuda"``) the weights differ from the CPU's in rounding; the shipped bundle is the
+    CPU's.
     """
+    from progenitor.models._device import torch_device
+
+    where = torch_device(device)
+    if where.type == "cuda":  # cuBLAS is deterministic only with a fixed workspace
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
     with _deterministic():
-        return _fit(data, config, progress)
+        bundle, metrics = _fit(data, config, progress, where)
+    bundle.generator.cpu()
+    bundle.classifier.cpu()
+    return bundle, metrics
 
 
 @contextlib.contextmanager
@@ -197,12 +216,17 @@ def _deterministic() -> Iterator[None]:
 
 
 def _fit(
-    data: TrainingSet, config: dict[str, Any] | None, progress: Callable[[int, int, float], None] | None
+    data: TrainingSet,
+    config: dict[str, Any] | None,
+    progress: Callable[[int, int, float], None] | None,
+    device: torch.device,
 ) -> tuple[LearnedDNA, dict[str, Any]]:
     cfg = {**DEFAULTS, **(config or {})}
     torch.manual_seed(cfg["seed"])
     bundle = build(cfg)
-    m = _Model(data, bundle)
+    bundle.generator.to(device)
+    bundle.classifier.to(device)
+    m = _Model(data, bundle, device)
     bundle.generator.fit_standardisation(m.blocks, m.masks)
     train, val = with_reversed(data.pairs["train"]), with_reversed(data.pairs["val"])
     if len(set(val.derived.tolist())) < 2:  # a tiny zoo (smoke) may lack a usable validation split
@@ -234,11 +258,11 @@ def _fit(
     bundle.classifier.eval()
     with torch.no_grad():
         rel, direc, _ = m.probabilities(val)
-    temperature = fit_temperature(rel.numpy(), direc.numpy(), val.derived.astype(float))
+    temperature = fit_temperature(rel.cpu().numpy(), direc.cpu().numpy(), val.derived.astype(float))
     bundle.classifier.temperature.fill_(temperature)
     with torch.no_grad():
         _, _, prob = m.probabilities(val)
-    p = prob.numpy().clip(1e-9, 1 - 1e-9)
+    p = prob.cpu().numpy().clip(1e-9, 1 - 1e-9)
     independent = ~val.related
     bundle.config.update(
         {k: cfg[k] for k in DEFAULTS},
@@ -259,4 +283,4 @@ def _evaluate(m: _Model, pairs: Pairs) -> float:
     m.bundle.classifier.eval()
     with torch.no_grad():
         _, _, prob = m.probabilities(pairs)
-    return roc_auc(prob.numpy(), pairs.derived)
+    return roc_auc(prob.cpu().numpy(), pairs.derived)
