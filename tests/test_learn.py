@@ -157,9 +157,13 @@ def test_training_on_cuda_separates_and_is_deterministic(training_set) -> None:
     assert min(derived) > max(bundle.assess(dnas[6], dnas[k])["probability"] for k in (8, 9, 10))
 
 
-def test_training_refuses_an_unknown_device(training_set) -> None:
+def test_training_refuses_an_unknown_device_and_a_split_without_both_classes(training_set) -> None:
+    data = training_set[0]
     with pytest.raises(pg.ProgenitorError, match="not one of cpu, cuda"):
-        fit(training_set[0], {"epochs": 1, "seed": 0}, device="gpu0")
+        fit(data, {"epochs": 1, "seed": 0}, device="gpu0")
+    only_derived = Pairs.of([(0, c, True, True) for c in range(1, 5)])
+    with pytest.raises(pg.ProgenitorError, match="derived and independent pairs"):
+        fit(TrainingSet(data.dnas, data.families, {**data.pairs, "train": only_derived}), {"epochs": 1})
 
 
 def test_training_separates_derived_from_independent(trained) -> None:

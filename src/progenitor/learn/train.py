@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 from progenitor.dna import DNA
+from progenitor.errors import ProgenitorError
 from progenitor.learn.bundle import LearnedDNA, build
 from progenitor.learn.inputs import BLOCKS, stack_inputs
 from progenitor.learn.losses import dna_similarity_loss
@@ -194,6 +195,9 @@ def fit(
     """
     from progenitor.models._device import torch_device
 
+    train = data.pairs.get("train")
+    if train is None or len(set(train.derived.tolist())) < 2:
+        raise ProgenitorError("the training split needs derived and independent pairs (a zoo of more families)")
     where = torch_device(device)
     if where.type == "cuda":  # cuBLAS is deterministic only with a fixed workspace
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
