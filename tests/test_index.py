@@ -149,6 +149,10 @@ def test_import_refuses_a_bad_export_before_writing_anything(reg, tmp_path) -> N
     result = CliRunner().invoke(app, ["index", "remove", "parent", "no-such-model", "--db", str(reg.path)])
     assert result.exit_code != 0
     assert len(reg) == names and reg.get("parent")
+    # A failed import into a registry it would create leaves no (empty) registry behind.
+    new = tmp_path / "never.sqlite"
+    assert CliRunner().invoke(app, ["index", "import", str(export), "--db", str(new)]).exit_code != 0
+    assert not new.exists()
 
 
 def test_default_db_path(monkeypatch, tmp_path) -> None:

@@ -9,14 +9,16 @@ exactly one JSON document on stdout.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
-from progenitor.cli_options import DeviceOpt, check_alpha, check_finite, check_output, load_options
+from progenitor.cli_options import DeviceOpt, check_access, check_alpha, check_finite, check_output, load_options
 from progenitor.errors import ProgenitorError
 
 index_app = typer.Typer(
@@ -52,6 +54,28 @@ def _open(db: Path | None, create: bool = False) -> Any:
     return Registry(db, create=create)
 
 
+@contextlib.contextmanager
+def _new_or_existing(db: Path | None) -> Iterator[Any]:
+    """The registry at ``db``, created if missing. A registry this command created and that still
+    holds no model when the command fails is deleted again: a failure leaves no empty registry
+    (with its probe set and spec already fixed), and one that holds models stays to be resumed."""
+    from progenitor.index import default_db_path
+
+    path = Path(db) if db is not None else default_db_path()
+    existed, remove = path.exists(), False
+    try:
+        with _open(path, create=True) as registry:
+            try:
+                yield registry
+            except BaseException:
+                remove = not existed and len(registry) == 0
+                raise
+    finally:
+        if remove:
+            for leftover in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+                leftover.unlink(missing_ok=True)
+
+
 # ------------------------------------------------------------------------------------- index
 
 
@@ -82,7 +106,8 @@ def index_add(
 
     if name is not None and len(models) != 1:
         raise ProgenitorError("--name needs exactly one MODEL")
-    with _open(db, create=True) as registry:
+    check_access(access)
+    with _new_or_existing(db) as registry:
         _err(f"registry {registry.path}")
         report = add_models(
             registry,
@@ -230,7 +255,7 @@ def index_import(
     db: DbOpt = None,
 ) -> None:
     """Import an exported folder (models already registered are skipped)."""
-    with _open(db, create=True) as registry:
+    with _new_or_existing(db) as registry:
         added, duplicates = registry.import_(folder)
     _err(f"imported {added} models, {duplicates} already registered")
 

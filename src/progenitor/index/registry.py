@@ -367,6 +367,8 @@ class Registry:
                     f"no registry at {self.path} (create one with: progenitor index add MODEL --db {self.path})"
                 )
             self.path.parent.mkdir(parents=True, exist_ok=True)
+        elif not create and self.path.is_file() and self.path.stat().st_size == 0:
+            raise RegistryError(f"{self.path} is an empty file, not a registry")
         try:
             self._conn = sqlite3.connect(self.path, timeout=_BUSY_TIMEOUT_MS / 1000, isolation_level=None)
             self._conn.execute(f"PRAGMA busy_timeout = {_BUSY_TIMEOUT_MS}")
