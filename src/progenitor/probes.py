@@ -7,6 +7,7 @@ on probe-based genes only when their probe sets have the same hash.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -45,9 +46,11 @@ class ProbeSet:
     def __len__(self) -> int:
         return len(self.data)
 
-    @property
+    @functools.cached_property
     def hash(self) -> str:
-        """sha256 of the content (dtype, shape and bytes for arrays; UTF-8 lines for texts)."""
+        """sha256 of the content (dtype, shape and bytes for arrays; UTF-8 lines for texts).
+
+        Computed once per probe set (its inputs are not changed after it is made)."""
         digest = hashlib.sha256(self.kind.encode() + b"\0")
         if isinstance(self.data, np.ndarray):
             digest.update(str(self.data.dtype.str).encode() + str(self.data.shape).encode())

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 from progenitor._memo import per_object
@@ -15,8 +17,18 @@ def normalize_rows(x: np.ndarray, eps: float = 1e-12) -> np.ndarray:
 
 def upper_triangle(matrix: np.ndarray, diagonal: bool = False) -> np.ndarray:
     """Entries above the diagonal (and on it if ``diagonal``), row-major, float32."""
-    rows, cols = np.triu_indices(matrix.shape[0], k=0 if diagonal else 1)
+    rows, cols = _triangle_indices(matrix.shape[0], 0 if diagonal else 1)
     return matrix[rows, cols].astype(np.float32)
+
+
+@functools.lru_cache(maxsize=64)
+def _triangle_indices(n: int, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """``np.triu_indices(n, k)``, made once per size (every kernel of every DNA asks for them),
+    read-only."""
+    rows, cols = np.triu_indices(n, k=k)
+    rows.setflags(write=False)
+    cols.setflags(write=False)
+    return rows, cols
 
 
 def correlation(a: np.ndarray, b: np.ndarray) -> float:

@@ -20,6 +20,7 @@ from typing import ClassVar
 
 import numpy as np
 
+from progenitor._memo import per_object
 from progenitor.genes._linalg import correlation, normalize_rows, seeded_gaussian, upper_triangle
 from progenitor.genes._registry import Gene, GeneNotApplicable, GeneScore, GeneValue, register_gene
 from progenitor.genes.observe import Observation
@@ -55,13 +56,18 @@ def class_scores(obs: Observation) -> np.ndarray:
     return finite_outputs(obs)
 
 
+@per_object
 def probe_keys(probes: ProbeSet) -> np.ndarray:
-    """A 63-bit key per probe from its content (sha256), the same whatever the probes' order."""
+    """A 63-bit key per probe from its content (sha256), the same whatever the probes' order.
+
+    Kept per probe set while it lives: every model extracted on it asks for the same keys."""
     keys = []
     for item in probes.data:
         raw = item.encode() if isinstance(item, str) else np.ascontiguousarray(item).tobytes()
         keys.append(int.from_bytes(hashlib.sha256(raw).digest()[:8], "little") >> 1)
-    return np.array(keys, dtype=np.int64)
+    array = np.array(keys, dtype=np.int64)
+    array.setflags(write=False)  # shared by every DNA of the probe set
+    return array
 
 
 @register_gene
@@ -80,7 +86,7 @@ class OutputGeometry(Gene):
         top = outputs.argmax(axis=1).astype(np.int32) if outputs.shape[1] > 1 else None
         arrays = {"cosines": output_geometry(outputs)}
         if obs.probes is not None:  # content keys let learned encoders ignore the probes' order
-            arrays["probe_keys"] = probe_keys(obs.probes)[:MAX_PROBES]
+            arrays["probe_keys"] = probe_keys(obs.probes)[:MAX_PROBES].copy()
         if top is not None:
             arrays["top1"] = top[:MAX_PROBES]
         return GeneValue(arrays, {"n": int(min(len(outputs), MAX_PROBES)), "width": int(outputs.shape[1])})
