@@ -76,6 +76,8 @@ def test_dna_then_inspect_then_compare(capsys, saved, tmp_path) -> None:
         (["dna", "{parent}", "-o", "{out}", "--device", "gpu0"], "not one of cpu, cuda"),
         (["compare", "{parent}", "{parent}", "--input-shape", "-1,8,8"], "at least 1"),
         (["dna", "{parent}", "{parent}", "-o", "{out}"], "both be written"),
+        (["compare", "{parent}", "{parent}", "--input-shape", ""], "needs sizes"),
+        (["bench", "--zoo", "{out}", "--out", "{out}", "--scheme", "nosuch"], "--scheme must be"),
         (["compare", "{parent}", "{parent}", "--probes", "smooth-noise:0"], "count after ':'"),
         (["compare", "{parent}", "{parent}", "--calibration", "{list_json}"], "not a calibration"),
         (["compare", "{bad_dna}", "{parent}", "--report", "{bad_dna}"], "is one of the inputs"),

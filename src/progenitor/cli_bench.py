@@ -54,6 +54,8 @@ def bench(
         return
     if zoo is None or out is None:
         raise ProgenitorError("progenitor bench needs --zoo DIR and --out DIR (or --list)")
+    if scheme not in ("family", "arch", "kind"):
+        raise ProgenitorError(f"--scheme must be family, arch or kind, not {scheme!r}")
     chosen = [m.strip() for m in methods.split(",") if m.strip()] if methods else None
     config = BenchConfig(
         zoo=zoo, out=out, methods=chosen, split=split, scheme=scheme, alpha=alpha,

@@ -107,6 +107,8 @@ def index_add(
     if name is not None and len(models) != 1:
         raise ProgenitorError("--name needs exactly one MODEL")
     check_access(access)
+    if address is not None and engine != "ray":
+        raise ProgenitorError("--address names a Ray cluster: it needs --engine ray")
     with _new_or_existing(db) as registry:
         _err(f"registry {registry.path}")
         report = add_models(

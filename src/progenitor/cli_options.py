@@ -23,6 +23,8 @@ def load_options(arch: str | None, input_shape: str | None, device: str | None =
         options["device"] = device
     if arch:
         options["arch"] = arch
+    if input_shape is not None and not input_shape.strip():
+        raise ProgenitorError("--input-shape needs sizes, like 1,28,28")
     if input_shape:
         try:
             shape = tuple(int(v) for v in input_shape.replace("x", ",").split(","))

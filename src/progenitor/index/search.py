@@ -225,6 +225,9 @@ def resolve_target(
         entry = registry.get(str(target))
         return registry.dna(entry), entry.name, entry
     else:
+        text = str(target)
+        if not Path(text).exists() and not text.startswith(("http://", "https://")) and ":" not in text:
+            raise ProgenitorError(f"{text}: not a file, and no registered model has that name, id or hash")
         spec = registry.spec
         chosen = probes if probes is not None else registry.probe_set()
         if chosen is None and spec is not None and spec.probes:

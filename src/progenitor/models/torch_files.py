@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib
 import pickle
+import warnings
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -79,8 +80,11 @@ def _with_arch(
     try:
         module.load_state_dict(state, strict=True)
     except RuntimeError as exc:
-        first = str(exc).splitlines()[0]
-        raise ModelLoadError(f"{path}: weights do not fit architecture {arch!r}: {first}") from exc
+        # torch's first line only names the module ("Error(s) in loading state_dict for X:"); the
+        # next one says which tensors are missing, unexpected or of another shape.
+        lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+        detail = " ".join(lines[:2])[:300]
+        raise ModelLoadError(f"{path}: weights do not fit architecture {arch!r}: {detail}") from exc
     return module_model(module, path, fmt, input_shape, sha)
 
 
@@ -108,7 +112,9 @@ def _find_state_dict(obj: Any, path: str) -> dict[str, torch.Tensor]:
 def open_state_dict(target: str, arch: str | None = None, input_shape: Any = None, **_: Any) -> Model:
     """A ``torch.save`` state dict, loaded with ``weights_only=True``."""
     try:
-        obj = torch.load(target, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # torch warns about a pickle's protocol before refusing it
+            warnings.simplefilter("ignore", UserWarning)
+            obj = torch.load(target, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
         raise UnsafeFileError(
             f"{target}: refused, the checkpoint needs arbitrary Python objects to load; save "
