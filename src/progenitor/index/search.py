@@ -83,6 +83,7 @@ from progenitor.index.direction import DirectionSignal, get_direction
 from progenitor.index.keys import behaviour_key, retrieval_key
 from progenitor.index.registry import Entry, Registry
 from progenitor.index.vectors import Backend, VectorIndex
+from progenitor.probes import list_presets
 from progenitor.verdict import DEFAULT_ALPHA
 
 LINEAGE_CHECK = 8  # chosen on the standard zoo's validation families (4: worse; 8 and more: equal)
@@ -231,7 +232,12 @@ def resolve_target(
         spec = registry.spec
         chosen = probes if probes is not None else registry.probe_set()
         if chosen is None and spec is not None and spec.probes:
-            chosen = spec.probes.get("name")  # a preset regenerates; a file name fails loudly below
+            chosen = spec.probes.get("name")  # a preset regenerates; a file must be given
+            if str(chosen).partition(":")[0] not in list_presets() and not Path(str(chosen)).exists():
+                raise ProgenitorError(
+                    f"{registry.path} keeps no probe set and its models were probed with {chosen!r}: "
+                    "pass --probes with that file"
+                )
         genes = list(spec.genes) if spec is not None else None
         dna = extract(target, probes=chosen, access=access, genes=genes, **load_options)
         name = str(target)
