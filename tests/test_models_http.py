@@ -296,3 +296,28 @@ def test_bad_info(endpoint: Callable[[Respond], FakeEndpoint]) -> None:
 def test_unusable_urls(url: str) -> None:
     with pytest.raises(EndpointError, match="not a usable"):
         load(url)
+
+
+def test_serve_command_serves_a_file_until_interrupted(saved, probes_array) -> None:
+    """``progenitor serve`` (here as ``python -m progenitor.serve``) puts a model file behind the
+    protocol, says where, and stops cleanly on Ctrl-C."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "progenitor.serve", str(saved["parent"]), "--port", "0"],
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"},
+    )
+    try:
+        line = proc.stderr.readline()
+        assert line.startswith("serving ") and " at http://127.0.0.1:" in line, line
+        remote = load(line.split(" at ")[1].split()[0])
+        np.testing.assert_allclose(remote.forward(probes_array), load(saved["parent"]).forward(probes_array), atol=1e-5)
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=30)
+    assert proc.returncode == 130 and "Traceback" not in proc.stderr.read()

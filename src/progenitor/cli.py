@@ -160,6 +160,30 @@ def genes() -> None:
         typer.echo(f"{gene.name:18} v{gene.version}  {gene.access:5}  {gene.description}")
 
 
+@app.command("serve")
+def serve_cmd(
+    model: Annotated[str, typer.Argument(help="model reference to put behind the HTTP protocol (docs/HTTP.md)")],
+    host: Annotated[str, typer.Option(help="address to listen on (no TLS or authentication: keep it local)")] = (
+        "127.0.0.1"
+    ),
+    port: Annotated[int, typer.Option(help="port (0: any free one)", min=0, max=65535)] = 8000,
+    arch: ArchOpt = None,
+    input_shape: ShapeOpt = None,
+    device: DeviceOpt = None,
+) -> None:
+    """Serve MODEL as a black-box endpoint (outputs only) until interrupted."""
+    from progenitor.models import load
+    from progenitor.serve import serve
+
+    handle = load(model, **load_options(arch, input_shape, device))
+    server = serve(handle, host, port)
+    try:
+        _err(f"serving {handle.ref} at {server.url} (Ctrl-C to stop)")
+        server.wait()
+    finally:
+        server.close()
+
+
 @app.command()
 def demo(
     out: Annotated[Path | None, typer.Option("--out", "-o", help="where to build the demo zoo")] = None,
@@ -295,7 +319,13 @@ def main(argv: list[str] | None = None) -> int:
     debug = "--debug" in args
     args = [a for a in args if a != "--debug"]
     try:
-        app(args=args, prog_name="progenitor", standalone_mode=False)
+        # Not standalone, click returns an exit code instead of exiting: typer turns Ctrl-C into
+        # 130 that way (the commands themselves return None).
+        code = app(args=args, prog_name="progenitor", standalone_mode=False)
+        if isinstance(code, int) and code:
+            if code == 130:
+                _err("interrupted")
+            return code
     except ProgenitorError as exc:
         if debug:
             raise

@@ -6,16 +6,17 @@
     target = progenitor.models.load(server.url)   # the same model, black-box
     server.close()
 
-From a shell: ``python -m progenitor.serve MODEL [--host H] [--port P] [--input-shape 1,28,28]``.
+From a shell: ``progenitor serve MODEL [--host H] [--port P] [--input-shape 1,28,28]`` (or
+``python -m progenitor.serve ...``).
 The protocol is documented in ``docs/HTTP.md``. The server has no authentication: keep it on
 loopback or behind something that has.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
+import sys
 import threading
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -177,30 +178,12 @@ def serve(model: Model, host: str = "127.0.0.1", port: int = 0) -> ModelServer:
     return ModelServer(model, host, port)
 
 
-def main(argv: list[str] | None = None) -> None:
-    """``python -m progenitor.serve MODEL``: serve a model reference until interrupted."""
-    from progenitor.models import load
+def main(argv: list[str] | None = None) -> int:
+    """``python -m progenitor.serve MODEL ...``: the same as ``progenitor serve MODEL ...``."""
+    from progenitor.cli import main as cli_main
 
-    parser = argparse.ArgumentParser(prog="python -m progenitor.serve", description=__doc__)
-    parser.add_argument("model", help="model reference (path, prefix:path, py:module:callable)")
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=8000)
-    parser.add_argument("--input-shape", help="per-input tensor shape, e.g. 1,28,28")
-    args = parser.parse_args(argv)
-    shape = tuple(int(d) for d in args.input_shape.split(",")) if args.input_shape else None
-    try:
-        model = load(args.model, input_shape=shape)
-        server = serve(model, args.host, args.port)
-    except (ProgenitorError, OSError) as exc:
-        parser.exit(1, f"error: {exc}\n")
-    print(f"serving {model.ref} at {server.url} (Ctrl-C to stop)", flush=True)
-    try:
-        server.wait()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        server.close()
+    return cli_main(["serve", *(sys.argv[1:] if argv is None else argv)])
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())
