@@ -273,8 +273,9 @@ def train(
         command=f"progenitor train --zoo ZOO --out OUT --epochs {epochs} --seed {seed} --parts {parts}"
         + (f" --device {device}" if device != "cpu" else ""),
     )
+    calibration = calibrate_on_zoo(data)  # before anything is written: a failure leaves no half folder
     bundle.save(out)
-    calibrate_on_zoo(data).save(out / "calibration.json")
+    calibration.save(out / "calibration.json")
     _err(f"wrote {out} ({', '.join(f'{k}={v}' for k, v in metrics.items())})")
 
 
