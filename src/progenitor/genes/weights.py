@@ -358,7 +358,9 @@ def _pairing(
 
 def layer_moments(w: np.ndarray) -> tuple[float, float, float]:
     """log standard deviation, excess kurtosis and fraction of exact zeros of a weight tensor."""
-    x = w.astype(np.float64).ravel()
+    # One copy, in the view's C order (an embedding is viewed transposed: astype keeps its strides
+    # and ravel then copied it a second time).
+    x = w.astype(np.float64, order="C").ravel()
     zeros = float(np.count_nonzero(x == 0) / x.size)
     z = x - x.mean()
     m2 = float(z @ z) / x.size  # central moments as dot products: two passes, no temporaries

@@ -19,7 +19,7 @@ from __future__ import annotations
 import contextlib
 import pickle
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -141,20 +141,47 @@ class HFModel(Model):
 
     def features(self, batch: Batch) -> dict[str, np.ndarray]:
         """Each layer's hidden state mean-pooled over real tokens: ``hidden_states.{i}``."""
+        return self.forward_and_features(batch)[1]
+
+    def forward_and_features(
+        self,
+        batch: Batch,
+        feature_rows: int | None = None,
+        select: Callable[[list[tuple[str, int]]], list[str]] | None = None,  # noqa: ARG002 - all layers are cheap
+    ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        """Outputs for the batch and hidden states of its first ``feature_rows`` texts, in one pass
+        per chunk (``forward`` and ``features`` separately ran the model twice over those texts).
+
+        Chunks are the same as ``forward``'s and ``features``'s own (``batch_size`` texts, padded
+        to the longest of the chunk), so the values are theirs bit for bit; a chunk that straddles
+        ``feature_rows`` keeps the hidden states of its first rows only.
+        """
+        wanted = len(self._texts(batch)) if feature_rows is None else feature_rows
+        rows: list[np.ndarray] = []
         collected: list[list[np.ndarray]] = []
+        done = 0
         with torch.no_grad():
             for inputs in self._encoded(batch):
                 assert self.module is not None
-                states = self.module(**inputs, output_hidden_states=True).hidden_states
-                if not collected:
-                    collected = [[] for _ in states]
-                for sink, state in zip(collected, states, strict=True):
-                    sink.append(_mean_pool(state, inputs["attention_mask"]))
-        return {f"hidden_states.{i}": np.concatenate(v).astype(np.float32) for i, v in enumerate(collected)}
+                keep = min(len(inputs["input_ids"]), max(wanted - done, 0))
+                result = self.module(**inputs, output_hidden_states=bool(keep))
+                rows.append(self._output_of(result, inputs))
+                if keep:
+                    if not collected:
+                        collected = [[] for _ in result.hidden_states]
+                    mask = inputs["attention_mask"][:keep]
+                    for sink, state in zip(collected, result.hidden_states, strict=True):
+                        sink.append(_mean_pool(state[:keep], mask))
+                done += len(inputs["input_ids"])
+        features = {f"hidden_states.{i}": np.concatenate(v).astype(np.float32) for i, v in enumerate(collected)}
+        return np.concatenate(rows).astype(np.float32), features
 
     def _output(self, inputs: dict[str, torch.Tensor]) -> np.ndarray:
         assert self.module is not None
-        result = self.module(**inputs)
+        return self._output_of(self.module(**inputs), inputs)
+
+    def _output_of(self, result: Any, inputs: dict[str, torch.Tensor]) -> np.ndarray:
+        """The row of outputs ``forward`` gives, from a module result on ``inputs``."""
         mask = inputs["attention_mask"]
         if self.kind == "classifier":
             return result.logits.float().cpu().numpy()
