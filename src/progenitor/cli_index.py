@@ -291,6 +291,7 @@ def search(
     from progenitor.index._relate import MASKED
 
     check_alpha(alpha)
+    check_access(access)
     options = load_options(arch, input_shape, device)
     results = []
     with _open(db) as registry:
