@@ -247,11 +247,10 @@ def train(
     epochs: Annotated[int, typer.Option(help="training epochs (full batch)", min=1)] = 300,
     seed: Annotated[int, typer.Option(help="random seed")] = 0,
     parts: Annotated[str, typer.Option(help="generator parts, comma-separated")] = "behaviour,weights,moments,data",
-    device: Annotated[
-        str, typer.Option("--device", help="where the networks train: cpu (the shipped bundle's) or cuda")
-    ] = "cpu",
+    device: DeviceOpt = None,
 ) -> None:
-    """Train the learned Model DNA (generator + classifier) and the gene calibration on a zoo."""
+    """Train the learned Model DNA (generator + classifier) and the gene calibration on a zoo
+    (the shipped bundle is trained on the CPU; --device cuda trains on a GPU)."""
     import torch
 
     from progenitor.learn.train import fit
@@ -262,7 +261,7 @@ def train(
     training = data.training_set(progress=lambda m: _err(f"extract {m}"))
     config = {"epochs": epochs, "seed": seed, "parts": check_parts(parts)}
     bundle, metrics = fit(
-        training, config, progress=lambda e, n, loss: _err(f"epoch {e}/{n} loss {loss:.4f}"), device=device
+        training, config, progress=lambda e, n, loss: _err(f"epoch {e}/{n} loss {loss:.4f}"), device=device or "cpu"
     )
     bundle.config.update(
         zoo_name=data.manifest["name"],
@@ -271,7 +270,7 @@ def train(
         metrics=metrics,
         gene_versions=dict(training.dnas[0].versions.items()),
         command=f"progenitor train --zoo ZOO --out OUT --epochs {epochs} --seed {seed} --parts {parts}"
-        + (f" --device {device}" if device != "cpu" else ""),
+        + (f" --device {device}" if device else ""),
     )
     calibration = calibrate_on_zoo(data)  # before anything is written: a failure leaves no half folder
     bundle.save(out)
