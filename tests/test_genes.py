@@ -353,3 +353,31 @@ def test_probe_labels_load_beside_the_array_and_are_checked(tmp_path, family) ->
     np.save(tmp_path / "p.labels.npy", y[:-1])
     with pytest.raises(pg.ProgenitorError, match="96 non-negative integers"):
         pg.load_probes(str(tmp_path / "p.npy"))
+
+
+def test_mask_tests_side_by_side_equal_the_tensor_by_tensor_rule() -> None:
+    """The vectorised mask test over tensors laid side by side gives, summed, what the rule
+    gives tensor by tensor (including tensors with nothing kept or nothing zeroed)."""
+    from progenitor.genes.values import _mask_tests
+
+    def one(source: np.ndarray, target: np.ndarray) -> tuple[int, int]:
+        kept = (target != 0) & (source != 0)
+        zeroed = (target == 0) & (source != 0)
+        if not kept.any() or not zeroed.any():
+            return 0, 0
+        smallest = np.abs(source[kept]).min()
+        return int(zeroed.sum()), int(np.count_nonzero(np.abs(source[zeroed]) > smallest))
+
+    rng = np.random.default_rng(0)
+    for trial in range(200):
+        sizes = rng.integers(1, 40, size=rng.integers(1, 6))
+        source = rng.standard_normal(sizes.sum()).astype(np.float32)
+        target = np.where(rng.random(sizes.sum()) < rng.random(), 0, source + 0.01).astype(np.float32)
+        source[rng.random(sizes.sum()) < 0.1] = 0
+        if trial % 7 == 0:
+            target[: sizes[0]] = 0  # a tensor with nothing kept
+        starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
+        tensor = np.repeat(np.arange(len(sizes)), sizes)
+        per_tensor = [one(source[s : s + n], target[s : s + n]) for s, n in zip(starts, sizes, strict=True)]
+        expected = np.sum(per_tensor, axis=0)
+        assert _mask_tests(source, target, starts, tensor) == tuple(int(v) for v in expected)
