@@ -141,6 +141,8 @@ def test_import_refuses_a_bad_export_before_writing_anything(reg, tmp_path) -> N
 
     with pytest.raises(RegistryError, match="itself"):
         reg.declare("parent", parent="parent")
+    with pytest.raises(RegistryError, match="itself"):
+        reg.add(_synthetic_dna(99, None), name="selfish", parent="selfish")
     names = len(reg)
     from typer.testing import CliRunner
 

@@ -598,6 +598,8 @@ class Registry:
         """
         if parent and from_scratch:
             raise RegistryError("a model cannot declare a parent and be trained from scratch")
+        if parent and parent in (name, str(dna.model.get("ref", "")), dna.model.get("sha256")):
+            raise RegistryError(f"{name or dna.model.get('ref')} cannot declare itself as its parent")
         digest = genome_hash(dna)
         sha = dna.model.get("sha256")
         blob = dna_to_bytes(dna)
