@@ -570,7 +570,10 @@ class Registry:
         if not rows:
             return np.zeros(0, np.int64), np.zeros((0, 0), np.float32)
         ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
-        matrix = np.frombuffer(b"".join(r[1] for r in rows), dtype="<f4").reshape(len(rows), -1)
+        try:
+            matrix = np.frombuffer(b"".join(r[1] for r in rows), dtype="<f4").reshape(len(rows), -1)
+        except (ValueError, TypeError) as exc:
+            raise RegistryError(f"{self.path}: stored vectors or keys are corrupt ({exc})") from exc
         return ids, matrix.astype(np.float32, copy=False)
 
     # -- writes

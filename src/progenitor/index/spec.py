@@ -23,7 +23,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from progenitor.dna import DNA
-from progenitor.errors import IncomparableError
+from progenitor.errors import IncomparableError, ProgenitorError
 
 __all__ = ["ExtractorSpec", "SpecMismatchError", "current_gene_versions"]
 
@@ -142,14 +142,17 @@ class ExtractorSpec:
 
     @classmethod
     def from_json(cls, raw: dict[str, Any] | str) -> ExtractorSpec:
-        """Inverse of ``to_json`` (also accepts the JSON text)."""
-        data = json.loads(raw) if isinstance(raw, str) else raw
-        return cls(
-            {k: int(v) for k, v in data["genes"].items()},
-            data.get("probes"),
-            data.get("vector"),
-            data.get("extra") or {},
-        )
+        """Inverse of ``to_json`` (also accepts the JSON text); ProgenitorError if malformed."""
+        try:
+            data = json.loads(raw) if isinstance(raw, str) else raw
+            return cls(
+                {k: int(v) for k, v in data["genes"].items()},
+                data.get("probes"),
+                data.get("vector"),
+                data.get("extra") or {},
+            )
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            raise ProgenitorError(f"an extractor spec is malformed ({type(exc).__name__}: {exc})") from exc
 
     def describe(self) -> str:
         """One line for humans."""
