@@ -77,6 +77,7 @@ def test_dna_then_inspect_then_compare(capsys, saved, tmp_path) -> None:
         (["compare", "{parent}", "{parent}", "--input-shape", "-1,8,8"], "at least 1"),
         (["dna", "{parent}", "{parent}", "-o", "{out}"], "both be written"),
         (["compare", "{parent}", "{parent}", "--input-shape", ""], "needs sizes"),
+        (["compare", "{parent}", "{parent}", "--probes", "{probes}", "--report", "{folder}"], "is a folder"),
         (["bench", "--zoo", "{out}", "--out", "{out}", "--scheme", "nosuch"], "--scheme must be"),
         (["compare", "{parent}", "{parent}", "--probes", "smooth-noise:0"], "count after ':'"),
         (["compare", "{parent}", "{parent}", "--calibration", "{list_json}"], "not a calibration"),
@@ -91,6 +92,7 @@ def test_bad_input_one_line_error(capsys, saved, tmp_path, args, message) -> Non
     (tmp_path / "list.json").write_text("[]")
     values = {
         "list_json": tmp_path / "list.json",
+        "folder": tmp_path,
         "probes": saved["probes"],
         "bad_dna": tmp_path / "bad.dna",
         "parent": saved["parent"],
