@@ -235,12 +235,17 @@ def match_units(a: np.ndarray, b: np.ndarray) -> tuple[float, int, int]:
     if len(a) > len(b):
         return match_units(b, a)
     rows = unit_sample(len(a))
-    sims = np.abs(_float32(a)[rows] @ _float32(b).T)
+    # Every unit of ``a``: no copy, unless both sides are one array, whose product with itself
+    # BLAS computes as a symmetric one (other rounding than the general product gives).
+    units = _float32(a) if len(rows) == len(a) and a is not b else _float32(a)[rows]
+    sims = units @ _float32(b).T
+    np.abs(sims, out=sims)
     picked, cols = _max_assignment(sims)
+    matched = sims[picked, cols]
     # A unit counts as matched to itself only with a nonzero cosine: zero rows (removed units)
     # tie with everything, and the solver would break those ties by index.
-    same = (rows[picked] == cols) & (sims[picked, cols] > 1e-3)
-    return float(sims[picked, cols].mean()), int(same.sum()), len(rows)
+    same = (rows[picked] == cols) & (matched > 1e-3)
+    return float(matched.mean()), int(same.sum()), len(rows)
 
 
 @functools.lru_cache(maxsize=1024)
