@@ -71,10 +71,19 @@ def import_factory(spec: str) -> Any:
     return target
 
 
+def build_module(spec: str) -> Any:
+    """Call the ``module:callable`` factory with no arguments; ModelLoadError if it needs some."""
+    factory = import_factory(spec)
+    try:
+        return factory()
+    except TypeError as exc:
+        raise ModelLoadError(f"{spec!r} cannot build a model without arguments ({_first(exc)})") from exc
+
+
 def _with_arch(
     state: dict[str, torch.Tensor], path: str, fmt: str, arch: str, input_shape: Any, sha: str
 ) -> TorchModuleModel:
-    module = import_factory(arch)()
+    module = build_module(arch)
     if not isinstance(module, torch.nn.Module):
         raise ModelLoadError(f"architecture factory {arch!r} did not return a torch.nn.Module")
     try:
@@ -151,7 +160,7 @@ def open_torchscript(target: str, input_shape: Any = None, **_: Any) -> Model:
 @register_format("py", description="py:module:callable returning a torch.nn.Module")
 def open_python(target: str, input_shape: Any = None, **_: Any) -> Model:
     """``module:callable`` that returns a ``torch.nn.Module`` (e.g. a pretrained constructor)."""
-    module = import_factory(target)()
+    module = build_module(target)
     if not isinstance(module, torch.nn.Module):
         raise ModelLoadError(f"py:{target} did not return a torch.nn.Module")
     return module_model(module, f"py:{target}", "py", input_shape)
