@@ -27,11 +27,16 @@ ModelLike = str | Path | Model | DNA | Any
 Progress = Callable[[str], None]
 
 
+def check_access(requested: str) -> None:
+    """Refuse a requested access other than ``auto``, ``white``, ``gray`` or ``black``."""
+    if requested != "auto" and requested not in ACCESS_LEVELS:
+        raise ProgenitorError(f"access must be auto, white, gray or black, not {requested!r}")
+
+
 def _level(model_access: str, requested: str) -> str:
+    check_access(requested)
     if requested == "auto":
         return model_access
-    if requested not in ACCESS_LEVELS:
-        raise ProgenitorError(f"access must be auto, white, gray or black, not {requested!r}")
     if ACCESS_LEVELS.index(requested) > ACCESS_LEVELS.index(model_access):
         raise AccessError(f"access {requested!r} requested but the model allows only {model_access!r}")
     return requested

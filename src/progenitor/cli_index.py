@@ -18,7 +18,8 @@ from typing import Annotated, Any
 
 import typer
 
-from progenitor.cli_options import DeviceOpt, check_access, check_alpha, check_finite, check_output, load_options
+from progenitor.api import check_access
+from progenitor.cli_options import DeviceOpt, check_alpha, check_finite, check_output, load_options
 from progenitor.errors import ProgenitorError
 
 index_app = typer.Typer(

@@ -62,12 +62,6 @@ def check_parts(parts: str) -> list[str]:
     return chosen
 
 
-def check_access(access: str) -> None:
-    """Refuse an ``--access`` other than auto, white, gray or black (before any work starts)."""
-    if access not in ("auto", "white", "gray", "black"):
-        raise ProgenitorError(f"--access must be auto, white, gray or black, not {access!r}")
-
-
 def check_alpha(alpha: float) -> None:
     """Refuse an ``--alpha`` outside (0, 1)."""
     if not 0 < alpha < 1:
