@@ -15,7 +15,16 @@ from typing import Annotated
 
 import typer
 
-from progenitor.cli_options import DeviceOpt, check_alpha, check_output, check_parts, load_options
+from progenitor.cli_options import (
+    AccessOpt,
+    ArchOpt,
+    DeviceOpt,
+    ShapeOpt,
+    check_alpha,
+    check_output,
+    check_parts,
+    load_options,
+)
 from progenitor.errors import ProgenitorError
 
 app = typer.Typer(
@@ -26,11 +35,6 @@ app = typer.Typer(
 )
 
 ProbesOpt = Annotated[str | None, typer.Option("--probes", help="probe set: .npy, image folder, text file, or preset")]
-AccessOpt = Annotated[str, typer.Option("--access", help="auto, white, gray or black")]
-ArchOpt = Annotated[
-    str | None, typer.Option("--arch", help="module:callable building the architecture for state dicts")
-]
-ShapeOpt = Annotated[str | None, typer.Option("--input-shape", help="per-sample input shape, e.g. 1,28,28")]
 
 
 def _err(message: str) -> None:

@@ -19,7 +19,16 @@ from typing import Annotated, Any
 import typer
 
 from progenitor.api import check_access
-from progenitor.cli_options import DeviceOpt, check_alpha, check_finite, check_output, load_options
+from progenitor.cli_options import (
+    AccessOpt,
+    ArchOpt,
+    DeviceOpt,
+    ShapeOpt,
+    check_alpha,
+    check_finite,
+    check_output,
+    load_options,
+)
 from progenitor.errors import ProgenitorError
 
 index_app = typer.Typer(
@@ -38,9 +47,6 @@ ProbesOpt = Annotated[
     str | None,
     typer.Option("--probes", help="probe set (default: the registry's own, stored at first add)"),
 ]
-AccessOpt = Annotated[str, typer.Option("--access", help="auto, white, gray or black")]
-ArchOpt = Annotated[str | None, typer.Option("--arch", help="module:callable building the architecture")]
-ShapeOpt = Annotated[str | None, typer.Option("--input-shape", help="per-sample input shape, e.g. 1,28,28")]
 AlphaOpt = Annotated[float, typer.Option("--alpha", help="accepted false-positive rate on independent models")]
 CalOpt = Annotated[Path | None, typer.Option("--calibration", help="calibration JSON (default: shipped)")]
 

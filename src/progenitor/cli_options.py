@@ -11,6 +11,11 @@ import typer
 
 from progenitor.errors import ProgenitorError
 
+AccessOpt = Annotated[str, typer.Option("--access", help="auto, white, gray or black")]
+ArchOpt = Annotated[
+    str | None, typer.Option("--arch", help="module:callable building the architecture for state dicts")
+]
+ShapeOpt = Annotated[str | None, typer.Option("--input-shape", help="per-sample input shape, e.g. 1,28,28")]
 DeviceOpt = Annotated[
     str | None, typer.Option("--device", help="where torch models run: cpu (default), cuda, cuda:N or auto")
 ]
