@@ -1,7 +1,8 @@
 """Where a torch model runs: ``device="cpu"`` (the default), ``"cuda"``, ``"cuda:N"`` or ``"auto"``.
 
 Only the formats that hold a torch module (torch files, TorchScript, ``py:`` factories, in-process
-modules, transformers directories) can be moved; they define ``to_device``. Inputs go to the
+modules, transformers directories) can be moved: their handles keep the ``module`` and the
+``device`` their inputs are sent to, and ``on_device`` moves both. Inputs go to the
 device batch by batch and everything a model returns comes back as numpy on the CPU, so genes
 and baselines never see a device. A DNA extracted on a GPU equals the CPU's up to float rounding
 (kernels differ), so verdicts agree but bytes need not.
@@ -43,10 +44,13 @@ def torch_device(name: str) -> torch.device:
 
 def on_device(model: Model, name: str) -> Model:
     """``model`` moved to the device called ``name`` (in place; returned for chaining)."""
+    import torch
+
     device = torch_device(name)
-    move = getattr(model, "to_device", None)
-    if move is not None:
-        move(device)
+    module = getattr(model, "module", None)
+    if isinstance(module, torch.nn.Module) and hasattr(model, "device"):
+        module.to(device)
+        model.device = device  # type: ignore[attr-defined]
     elif device.type != "cpu":
         raise ModelLoadError(
             f"{model.ref}: the {model.format} format runs on the CPU only (a device applies to torch models)"

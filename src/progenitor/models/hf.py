@@ -102,12 +102,6 @@ class HFModel(Model):
         self.module.eval()
         self.capabilities = frozenset({"weights", "forward", "features"})
 
-    def to_device(self, device: torch.device) -> None:
-        """Run the model on ``device`` from now on (token tensors follow it, outputs come back)."""
-        assert self.module is not None
-        self.module.to(device)
-        self.device = device
-
     def weights(self) -> dict[str, np.ndarray]:
         """The state dict as float32, torch layout, forward order.
 

@@ -71,12 +71,6 @@ class TorchModuleModel(Model):
             caps.add("features")  # TorchScript modules do not support forward hooks
         self.capabilities = frozenset(caps)
 
-    def to_device(self, device: torch.device) -> None:
-        """Run the module on ``device`` from now on (inputs follow it, outputs come back to numpy)."""
-        assert self.module is not None
-        self.module.to(device)
-        self.device = device
-
     def weights(self) -> dict[str, np.ndarray]:
         """Float parameters and buffers of the module's state dict, float32."""
         assert self.module is not None
