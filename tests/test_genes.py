@@ -139,6 +139,43 @@ def test_precision_cue_of_large_tensors_reads_whole_rows() -> None:
     assert layer_precision(w.astype(np.float16).astype(np.float32))[0] == 1.0
 
 
+def test_weight_passes_equal_their_whole_tensor_references() -> None:
+    """The weight genes read big tensors a chunk at a time or by bit tests; each result equals the
+    whole-tensor computation it replaced: the float16 test the round trip through float16 (every
+    float16 value, random bit patterns, subnormals), the row norms ``np.linalg.norm`` of the
+    float64 copy bit for bit (contiguous rows, a transposed table, strided rows), the moments the
+    float64 formula after float32 rounding, the largest magnitude ``np.abs(w).max()``."""
+    from progenitor.genes.values import _largest_magnitude
+    from progenitor.genes.weights import CHUNK, _float16_exact, layer_moments, row_norms
+
+    rng = np.random.default_rng(0)
+    halves = np.arange(2**16, dtype=np.uint32).astype(np.uint16).view(np.float16).astype(np.float32)
+    patterns = rng.integers(0, 2**32, size=200_000, dtype=np.uint64).astype(np.uint32).view(np.float32)
+    tiny = (rng.standard_normal(100_000) * 1e-6).astype(np.float32)
+    for x in (halves, patterns, tiny):
+        with np.errstate(over="ignore", invalid="ignore"):
+            assert np.array_equal(_float16_exact(x), x.astype(np.float16).astype(np.float32) == x)
+
+    table = rng.standard_normal((3 * CHUNK // 64 + 5, 64)).astype(np.float32)
+    for rows in (table, table.T, table[::2], table[:, ::3]):
+        assert np.array_equal(row_norms(rows), np.linalg.norm(rows.astype(np.float64), axis=1))
+
+    def reference(w: np.ndarray) -> tuple[float, float, float]:
+        x = w.astype(np.float64).ravel()
+        z = x - x.mean()
+        m2 = float(z @ z) / x.size
+        return 0.5 * float(np.log(m2)), float((z**2) @ (z**2)) / x.size / m2**2 - 3.0, float(np.mean(x == 0))
+
+    big = rng.standard_normal((700, 300)).astype(np.float32) * 0.02 + 0.001
+    big[big < -0.03] = 0
+    for w in (big, big.T, big[:, :, None], rng.standard_normal(10).astype(np.float32)):
+        assert np.array_equal(np.array(layer_moments(w), np.float32), np.array(reference(w), np.float32))
+
+    for w in (big, -np.abs(big), np.full((3, 3), -0.0, np.float32), np.array([[1.0, np.nan]], np.float32)):
+        assert np.array_equal(np.float32(_largest_magnitude(w)), np.abs(w).max(), equal_nan=True)
+        assert str(_largest_magnitude(w)) == str(float(np.abs(w).max()))
+
+
 def test_pair_layers_explicit() -> None:
     a = [
         Layer("c1", "conv", 16, (1, 9), 0.0),

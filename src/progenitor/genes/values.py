@@ -21,6 +21,7 @@ permutation of hidden units moves the values away from the sampled positions.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from typing import ClassVar
 
@@ -33,13 +34,23 @@ SAMPLES = 128  # positions per tensor
 INT8_STEP = 254.0  # symmetric int8 rounding: |error| <= max|w| / 127 / 2
 
 
+@functools.lru_cache(maxsize=256)
 def sample_positions(shape: tuple[int, ...], count: int = SAMPLES) -> np.ndarray:
     """Flat indices of ``count`` positions of a tensor of ``shape``, the same for every tensor
-    of that shape on every machine."""
+    of that shape on every machine (read-only: made once per shape and process)."""
     size = int(np.prod(shape))
     seed = int.from_bytes(hashlib.sha256(f"weight_values:{shape}".encode()).digest()[:8], "little")
     rng = np.random.default_rng(seed)
-    return np.sort(rng.choice(size, size=min(count, size), replace=False))
+    positions = np.sort(rng.choice(size, size=min(count, size), replace=False))
+    positions.setflags(write=False)
+    return positions
+
+
+def _largest_magnitude(w: np.ndarray) -> float:
+    """``max |w|`` (NaN if any value is), without the copy ``np.abs`` makes of a float tensor."""
+    if not np.issubdtype(w.dtype, np.floating):
+        return float(np.abs(w).max())
+    return float(max(w.max(), -w.min())) + 0.0  # + 0.0: an all -0.0 tensor gives 0.0, as |w| does
 
 
 @register_gene
@@ -64,10 +75,13 @@ class WeightValues(Gene):
         for i, (_, w) in enumerate(tensors):
             positions = sample_positions(w.shape)
             rows = w.reshape(w.shape[0], -1)
-            arrays[f"values{i}"] = w.ravel()[positions].astype(np.float32)
-            arrays[f"rowmax{i}"] = np.abs(rows).max(axis=1)[positions // rows.shape[1]].astype(np.float32)
+            arrays[f"values{i}"] = w[np.unravel_index(positions, w.shape)].astype(np.float32)
+            # Only the sampled values' rows, and the largest magnitude without an |w| copy: the same
+            # values as from every row of the whole tensor (maxima are exact), at a fraction of
+            # the cost on a 22.7M-weight transformer.
+            arrays[f"rowmax{i}"] = np.abs(rows[positions // rows.shape[1]]).max(axis=1).astype(np.float32)
             shapes.append(list(w.shape))
-            absmax.append(float(np.abs(w).max()))
+            absmax.append(_largest_magnitude(w))
         arrays["absmax"] = np.array(absmax, np.float32)
         return GeneValue(arrays, {"shapes": shapes})
 

