@@ -448,13 +448,30 @@ def layer_precision(w: np.ndarray) -> tuple[float, float]:
     return fp16_exact, float(repeated)
 
 
+# float32 bit patterns of float16's normal range, 2**-14 .. 65504
+_HALF_NORMAL_LOW, _HALF_NORMAL_HIGH = 0x38800000, 0x477FE000
+
+
 def _float16_exact(x: np.ndarray) -> np.ndarray:
     """Which float32 values float16 holds exactly (what a round trip through float16 keeps),
-    from their bits: 4x faster than the round trip.
+    from their bits: twice as fast as the round trip.
 
-    A normal float16 has 10 mantissa bits and exponents -14..15, so a float32 of that exponent
-    must have its 13 lowest mantissa bits zero; below, float16's subnormals keep fewer bits (one
-    fewer per step down to 2**-24); zeros and infinities convert exactly, NaNs never compare equal."""
+    In float16's normal range a float32 must have its 13 lowest mantissa bits zero (float16 keeps
+    10 of 23). The rest (subnormal, zero, huge, infinite or NaN values: rare among weights) take
+    the general rule, ``_float16_exact_any``."""
+    bits = x.view(np.uint32)
+    magnitude = bits & 0x7FFFFFFF
+    held = ((bits & 0x1FFF) == 0) & (magnitude >= _HALF_NORMAL_LOW) & (magnitude <= _HALF_NORMAL_HIGH)
+    rare = np.flatnonzero((magnitude < _HALF_NORMAL_LOW) | (magnitude > _HALF_NORMAL_HIGH))
+    if rare.size:
+        held[rare] = _float16_exact_any(x[rare])
+    return held
+
+
+def _float16_exact_any(x: np.ndarray) -> np.ndarray:
+    """``_float16_exact`` for any float32: below the normal range float16's subnormals keep one
+    bit fewer per step down to 2**-24; zeros and infinities convert exactly, NaNs never compare
+    equal."""
     bits = x.view(np.uint32)
     exponent = ((bits >> 23) & 0xFF).astype(np.int32) - 127
     # Mantissa bits float16 cannot hold: 13 for normals, 13 + (-14 - e) for subnormals.
