@@ -370,7 +370,7 @@ def layer_moments(w: np.ndarray) -> tuple[float, float, float]:
     moments are stored as float32, which the changed summation order does not reach (the same
     float32 values on every zoo model and on all-MiniLM-L6-v2's 103 tensors).
     """
-    x = w.ravel(order="K")  # a view for any tensor or layer view of one
+    x = w.ravel(order="K")  # memory order: a view of a contiguous tensor or a transposed table
     n = x.size
     zeros = int(np.count_nonzero(x == 0)) / n
     mean = sum(float(np.add.reduce(x[i : i + CHUNK], dtype=np.float64)) for i in range(0, n, CHUNK)) / n
@@ -392,11 +392,11 @@ def layer_moments(w: np.ndarray) -> tuple[float, float, float]:
 def row_norms(rows: np.ndarray) -> np.ndarray:
     """Float64 L2 norm of each row of a 2-d array, without a float64 copy of the whole array.
 
-    The sums are those ``np.linalg.norm`` of the float64 copy takes, in its order (checked bit for
-    bit on every zoo model and all-MiniLM-L6-v2): a few contiguous rows at a time, each row summed
-    on its own; an embedding table viewed transposed (its rows are the table's columns) a block of
-    the table's rows at a time, each column's running sum carried into the next block, which is
-    how numpy reduces such a view. A 30522 x 384 table: 25 ms -> 9 ms.
+    The sums are those ``np.linalg.norm`` of the float64 copy takes, in its order (the same norms
+    on all 5,667 layer views of the standard and text zoos and all-MiniLM-L6-v2): a few contiguous
+    rows at a time, each row summed on its own; an embedding table viewed transposed (its rows are
+    the table's columns) a block of the table's rows at a time, each column's running sum carried
+    into the next block, which is how numpy reduces such a view. A 30522 x 384 table: 25 -> 9 ms.
     """
     if rows.flags.c_contiguous:
         step = max(1, CHUNK // max(rows.shape[1], 1))
