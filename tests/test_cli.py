@@ -56,7 +56,7 @@ def test_dna_then_inspect_then_compare(capsys, saved, tmp_path) -> None:
     assert code == 0, err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["parent.dna", "pruned-50.dna"]
     code, out, _ = run(capsys, "inspect", tmp_path / "parent.dna")
-    assert code == 0 and "weight_sketch v4" in out and "probes.npy" in out and "vector" in out
+    assert code == 0 and "weight_sketch v5" in out and "probes.npy" in out and "vector" in out
     code, out, _ = run(capsys, "inspect", tmp_path / "parent.dna", "--json")
     assert json.loads(out)["model"]["format"] == "torchscript"
     code, out, _ = run(capsys, "compare", tmp_path / "parent.dna", tmp_path / "pruned-50.dna", "--json")

@@ -125,6 +125,32 @@ def test_wide_layers_match_a_sample_of_units() -> None:
     assert match_units(a[:50], a)[2] == 50 and match_units(a, a[:50])[2] == 50
 
 
+def test_narrow_input_table_does_not_collapse_the_layers_after_it() -> None:
+    """A BERT writes its word, position and 2-row token-type tables into the same hidden units.
+    The encoder's sketches read the full sketch of those units, not the token-type table's rank-2
+    one: they are those of the same model without that table, and of full rank."""
+    from progenitor.genes.weights import SKETCH_DIM
+
+    rng = np.random.default_rng(0)
+    hidden = 48
+    weights = {
+        "embeddings.word_embeddings.weight": rng.standard_normal((500, hidden)),
+        "embeddings.position_embeddings.weight": rng.standard_normal((64, hidden)),
+        "embeddings.token_type_embeddings.weight": rng.standard_normal((2, hidden)),
+        "encoder.layer.0.attention.self.query.weight": rng.standard_normal((hidden, hidden)),
+        "encoder.layer.0.intermediate.dense.weight": rng.standard_normal((96, hidden)),
+        "encoder.layer.0.output.dense.weight": rng.standard_normal((hidden, 96)),
+    }
+    weights = {k: v.astype(np.float32) for k, v in weights.items()}
+    layers = {layer.name: sketch for layer, sketch in sketch_layers(weights)}
+    without = {layer.name: sketch for layer, sketch in sketch_layers(
+        {k: v for k, v in weights.items() if "token_type" not in k})}
+    assert len(layers) == 6  # the table keeps its own sketch
+    for name in list(weights)[3:]:
+        assert np.array_equal(layers[name], without[name])
+        assert np.linalg.matrix_rank(layers[name], tol=1e-3) == SKETCH_DIM
+
+
 def test_precision_cue_of_large_tensors_reads_whole_rows() -> None:
     """Past PRECISION_SAMPLE values the cue reads evenly spaced whole rows: a float32 tensor
     still repeats nothing, an int8 copy (a grid per row) and a float16 copy still show."""

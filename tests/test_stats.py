@@ -63,16 +63,17 @@ def test_behaviour_is_tested_alone_as_well() -> None:
 def test_a_student_of_another_recipe_meets_the_pooled_behaviour_null() -> None:
     """The behavioural test reads the source recipe's own null only for targets of that recipe."""
     from progenitor.calibration import Calibration, GeneNull
-    from progenitor.genes import GeneScore
+    from progenitor.genes import GeneScore, get_gene
     from progenitor.verdict import behaviour_recipe, decide
 
     assert behaviour_recipe("r1", "r1") == "r1" and behaviour_recipe("r1", None) == "r1"
     assert behaviour_recipe("r1", "r2") is None and behaviour_recipe(None, "r2") is None
     rng = np.random.default_rng(0)
     pooled, own = list(rng.normal(0.3, 0.1, 40)), list(rng.normal(1.0, 0.1, 10))  # r1's models agree more
+    sketch_null = list(rng.normal(0.0, 0.1, 40)), {"r1": list(rng.normal(0.0, 0.1, 10))}
     calibration = Calibration(
         {
-            "weight_sketch": GeneNull(4, list(rng.normal(0.0, 0.1, 40)), groups={"r1": list(rng.normal(0.0, 0.1, 10))}),
+            "weight_sketch": GeneNull(get_gene("weight_sketch").version, sketch_null[0], groups=sketch_null[1]),
             "output_logits": GeneNull(1, pooled, groups={"r1": own}),
         },
         (0.0, 1.0),

@@ -12,7 +12,11 @@ one-to-one (Hungarian on |cosine|), and the similarity is the mean matched cosin
 layer wider than ``MATCH_UNITS`` a fixed sample of that many units is matched against all units of
 the other model's layer (``unit_sample``): each sampled unit of a derived layer still finds its
 twin, and the solver's cubic cost stays bounded (a 3072-unit transformer MLP would otherwise cost
-seconds per pair). Version 4 introduced the sample; its values are those of version 3.
+seconds per pair). Version 4 introduced the sample; its values are those of version 3. Version 5
+keeps a full sketch where a later input layer with fewer inputs than the sketch's dimension writes
+the same units (``sketch_layers``): version 4 chained a BERT's whole encoder to its 2-row
+token-type table, so every encoder sketch had rank 2 (a RoBERTa's 1-row table: rank 1). Models
+without such a table (every image model, GPT-2 and Llama layouts) have the values of version 4.
 
 The sketches are stored in the model's own unit order, so the matching also says whether the two
 models' units are *aligned*: a model derived without a permutation matches unit i to unit i, an
@@ -131,7 +135,12 @@ def sketch_layers(weights: dict[str, np.ndarray], dim: int = SKETCH_DIM) -> list
             anchor = seeded_gaussian(channels * positions, dim, "anchor")
             sketch = w @ anchor
         sketch = normalize_rows(sketch.astype(np.float32))
-        latest[units] = (sketch, gains)
+        # An input layer of fewer inputs than ``dim`` gives sketches of that rank at most, and every
+        # layer chained to it inherits the rank. Where a full sketch of these units exists already
+        # (a BERT-style model's 2-row token-type table after its word and position tables, all
+        # writing the same hidden units), later layers keep reading that one.
+        if chained or channels * positions >= dim or units not in latest:
+            latest[units] = (sketch, gains)
         depth = index / max(len(views) - 1, 1)
         out.append((Layer(name, kind, units, (channels, positions), depth), sketch))
     return out
@@ -174,7 +183,7 @@ class WeightSketch(Gene):
     """Permutation-invariant unit sketches of every weight matrix, compared by matching units."""
 
     name: ClassVar[str] = "weight_sketch"
-    version: ClassVar[int] = 4  # 4: wide layers match a sample of 64 units (compare only)
+    version: ClassVar[int] = 5  # 5: a narrow input table no longer replaces a full sketch (BERT); 4: unit sample
     access = "white"
     needs = "weights"
     uses_probes: ClassVar[bool] = False
