@@ -125,23 +125,28 @@ def test_wide_layers_match_a_sample_of_units() -> None:
     assert match_units(a[:50], a)[2] == 50 and match_units(a, a[:50])[2] == 50
 
 
+def _bert_like(seed: int, type_rows: int, hidden: int = 48) -> dict[str, np.ndarray]:
+    """Random weights in a BERT's layout: word, position and token-type tables writing the same
+    hidden units, then one encoder layer."""
+    rng = np.random.default_rng(seed)
+    shapes = {
+        "embeddings.word_embeddings.weight": (500, hidden),
+        "embeddings.position_embeddings.weight": (64, hidden),
+        "embeddings.token_type_embeddings.weight": (type_rows, hidden),
+        "encoder.layer.0.attention.self.query.weight": (hidden, hidden),
+        "encoder.layer.0.intermediate.dense.weight": (2 * hidden, hidden),
+        "encoder.layer.0.output.dense.weight": (hidden, 2 * hidden),
+    }
+    return {k: rng.standard_normal(shape).astype(np.float32) for k, shape in shapes.items()}
+
+
 def test_narrow_input_table_does_not_collapse_the_layers_after_it() -> None:
     """A BERT writes its word, position and 2-row token-type tables into the same hidden units.
     The encoder's sketches read the full sketch of those units, not the token-type table's rank-2
     one: they are those of the same model without that table, and of full rank."""
     from progenitor.genes.weights import SKETCH_DIM
 
-    rng = np.random.default_rng(0)
-    hidden = 48
-    weights = {
-        "embeddings.word_embeddings.weight": rng.standard_normal((500, hidden)),
-        "embeddings.position_embeddings.weight": rng.standard_normal((64, hidden)),
-        "embeddings.token_type_embeddings.weight": rng.standard_normal((2, hidden)),
-        "encoder.layer.0.attention.self.query.weight": rng.standard_normal((hidden, hidden)),
-        "encoder.layer.0.intermediate.dense.weight": rng.standard_normal((96, hidden)),
-        "encoder.layer.0.output.dense.weight": rng.standard_normal((hidden, 96)),
-    }
-    weights = {k: v.astype(np.float32) for k, v in weights.items()}
+    weights = _bert_like(0, type_rows=2)
     layers = {layer.name: sketch for layer, sketch in sketch_layers(weights)}
     without = {layer.name: sketch for layer, sketch in sketch_layers(
         {k: v for k, v in weights.items() if "token_type" not in k})}
@@ -149,6 +154,21 @@ def test_narrow_input_table_does_not_collapse_the_layers_after_it() -> None:
     for name in list(weights)[3:]:
         assert np.array_equal(layers[name], without[name])
         assert np.linalg.matrix_rank(layers[name], tol=1e-3) == SKETCH_DIM
+
+
+def test_single_input_layers_give_no_alignment_evidence() -> None:
+    """A RoBERTa's 1-row token-type table: every unit's sketch is one vector up to its sign, so the
+    matching's ties would put its units at their own index in any two models. Such layers are
+    not compared: independent models stay unaligned, a copy stays aligned."""
+    from types import SimpleNamespace
+
+    gene = get_gene("weight_sketch")
+    model, other = (gene.extract(SimpleNamespace(weights=_bert_like(seed, type_rows=1))) for seed in (0, 1))
+    independent = gene.compare(model, other).details
+    copy = gene.compare(model, model).details
+    assert "embeddings.token_type_embeddings.weight" not in {layer["source"] for layer in independent["layers"]}
+    assert independent["paired"] == 5 and independent["alignment_p"] == 1.0
+    assert copy["aligned"] == pytest.approx(1.0) and copy["alignment_p"] < 1e-9
 
 
 def test_precision_cue_of_large_tensors_reads_whole_rows() -> None:

@@ -319,3 +319,29 @@ def test_freshly_initialized_tensors_are_left_out(tmp_path: Path) -> None:
         model = load(directory)
     assert model.kind == "encoder"
     assert not any(k.startswith("pooler.") for k in model.weights())
+
+
+def test_encoder_loads_with_the_base_class_its_config_names(tmp_path: Path) -> None:
+    """A T5 encoder saved alone: ``AutoModel`` would build the encoder-decoder ``T5Model`` and
+    miss half its tensors; the class ``architectures`` names is used instead."""
+    bpe = _byte_bpe()
+    config = transformers.T5Config(vocab_size=len(bpe), d_model=HIDDEN, d_kv=8, d_ff=32, num_layers=LAYERS,
+                                   num_heads=2, decoder_start_token_id=0)
+    torch.manual_seed(0)
+    module = transformers.T5EncoderModel(config).eval()
+    model = load(_save(module, bpe, tmp_path / "t5enc"))
+    assert type(model.module).__name__ == "T5EncoderModel" and model.kind == "encoder"
+    assert not any(k.startswith("decoder.") for k in model.weights())
+    out = model.forward(PROBES)
+    with torch.no_grad():  # one text at a time: no padding, every token real
+        states = [module(**bpe(text, return_tensors="pt")).last_hidden_state[0] for text in PROBES[:2]]
+    expected = [state.mean(0).numpy() for state in states]
+    assert out.shape == (len(PROBES), HIDDEN) and np.allclose(out[:2], expected, atol=1e-5)
+
+
+def test_models_that_read_other_inputs_than_text_are_refused(tmp_path: Path) -> None:
+    config = transformers.ViTConfig(image_size=8, patch_size=4, num_channels=1, hidden_size=HIDDEN,
+                                    num_hidden_layers=1, num_attention_heads=2, intermediate_size=32)
+    directory = _save(transformers.ViTModel(config), None, tmp_path / "vit")
+    with pytest.raises(ModelLoadError, match=r"vit: ViTModel reads pixel_values, not text"):
+        load(directory)

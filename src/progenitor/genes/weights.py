@@ -15,8 +15,11 @@ twin, and the solver's cubic cost stays bounded (a 3072-unit transformer MLP wou
 seconds per pair). Version 4 introduced the sample; its values are those of version 3. Version 5
 keeps a full sketch where a later input layer with fewer inputs than the sketch's dimension writes
 the same units (``sketch_layers``): version 4 chained a BERT's whole encoder to its 2-row
-token-type table, so every encoder sketch had rank 2 (a RoBERTa's 1-row table: rank 1). Models
-without such a table (every image model, GPT-2 and Llama layouts) have the values of version 4.
+token-type table, so every encoder sketch had rank 2 (a RoBERTa's 1-row table: rank 1). It also
+leaves layers with a single input out of the comparison (``Layer.tells_units``), and tells
+embedding tables by their module's name (``_is_embedding``: a projection named after embeddings
+is a dense layer). Models without such layers (every image model, GPT-2 and Llama layouts) have
+the values of version 4.
 
 The sketches are stored in the model's own unit order, so the matching also says whether the two
 models' units are *aligned*: a model derived without a permutation matches unit i to unit i, an
@@ -39,6 +42,14 @@ the test says so. Caveat: where units are only exchangeable within a structure (
 permutations within and of heads), the labels are a random element of that smaller group, and
 1/k! is then an approximation rather than a bound; on the zoo's ViTs and language models no
 independent pair reached alpha (BENCHMARKS.md).
+
+Layers are chained by unit count: a layer reads the latest layer with as many units as it has
+inputs. That is exact for MLP and convolution stacks. In attention, the query, key and value
+projections all read the same stream but are chained one to the next (and with grouped-query
+attention the output projection to the query), so a function-preserving permutation *within*
+heads (of query/key or value/output dimensions) lowers those layers' similarity (about 0.6 on
+tiny OPT and DistilBERT layouts, against 1.0); permutations of MLP units or of the whole stream
+are seen through.
 """
 
 from __future__ import annotations
@@ -64,7 +75,15 @@ from progenitor.genes.observe import Observation
 SKETCH_DIM = 32
 MATCH_UNITS = 64  # units of a layer matched (a seeded sample of wider layers)
 CHUNK = 1 << 16  # values a float64 pass over weights takes at a time (512 KiB: stays in cache)
-_EMBEDDING_HINTS = ("embed", "wte", "wpe", "tok_emb", "pos_emb")
+# Names of embedding tables' modules (the last part of a weight's name before ``.weight``):
+# ``word_embeddings``, ``embed_tokens``, GPT-2's ``wte``/``wpe``, T5's ``shared`` and its
+# ``relative_attention_bias`` (rows are distance buckets, fixed like token ids). A projection
+# named after embeddings (ELECTRA's ``embeddings_project``, ALBERT's
+# ``embedding_hidden_mapping_in``) is a dense layer.
+_EMBEDDING_NAMES = (
+    "wte", "wpe", "shared", "tok_emb", "pos_emb", "embed", "embedding", "embeddings", "relative_attention_bias"
+)
+_EMBEDDING_SUFFIXES = ("_emb", "_embed", "embedding", "embeddings")
 
 
 @dataclass(frozen=True)
@@ -80,6 +99,14 @@ class Layer:
     def shape_key(self) -> tuple[Any, ...]:
         return (self.kind, self.units, self.fan_in)
 
+    @property
+    def tells_units(self) -> bool:
+        """Whether the sketches can tell this layer's units apart. Of a layer with a single input
+        (a RoBERTa's 1-row token-type table) every unit's sketch is one vector up to its sign: any
+        two such layers match perfectly, and the solver's tie-breaking would put every unit at its
+        own index (independent RoBERTa models had been called derived on it, p 1e-53)."""
+        return math.prod(self.fan_in) > 1
+
 
 def layer_views(weights: dict[str, np.ndarray]) -> list[tuple[str, str, np.ndarray]]:
     """(name, kind, units x channels x positions array) for every matrix-like weight, in order."""
@@ -89,7 +116,7 @@ def layer_views(weights: dict[str, np.ndarray]) -> list[tuple[str, str, np.ndarr
         # not layers of units: viewing them as convolutions would chain later layers to them.
         if w.ndim < 2 or min(w.shape) == 0 or (w.ndim > 2 and w.shape[0] == 1):
             continue
-        if w.ndim == 2 and any(h in name.lower() for h in _EMBEDDING_HINTS):
+        if w.ndim == 2 and _is_embedding(name):
             # An embedding's rows are tokens (fixed ids); its units are the columns.
             views.append((name, "embedding", w.T[:, :, None]))
         elif w.ndim == 2:
@@ -97,6 +124,12 @@ def layer_views(weights: dict[str, np.ndarray]) -> list[tuple[str, str, np.ndarr
         else:
             views.append((name, "conv", w.reshape(w.shape[0], w.shape[1], -1)))
     return views
+
+
+def _is_embedding(name: str) -> bool:
+    """Whether a 2-D weight of this name is an embedding table (rows are token ids)."""
+    module = name.lower().removesuffix(".weight").rsplit(".", 1)[-1]
+    return module in _EMBEDDING_NAMES or module.startswith("embed_") or module.endswith(_EMBEDDING_SUFFIXES)
 
 
 def sketch_layers(weights: dict[str, np.ndarray], dim: int = SKETCH_DIM) -> list[tuple[Layer, np.ndarray]]:
@@ -183,7 +216,7 @@ class WeightSketch(Gene):
     """Permutation-invariant unit sketches of every weight matrix, compared by matching units."""
 
     name: ClassVar[str] = "weight_sketch"
-    version: ClassVar[int] = 5  # 5: a narrow input table no longer replaces a full sketch (BERT); 4: unit sample
+    version: ClassVar[int] = 5  # 5: narrow input tables (BERT, RoBERTa) handled; 4: unit sample
     access = "white"
     needs = "weights"
     uses_probes: ClassVar[bool] = False
@@ -199,7 +232,8 @@ class WeightSketch(Gene):
 
     def compare(self, a: GeneValue, b: GeneValue) -> GeneScore:
         layers_a, layers_b = _layers(a), _layers(b)
-        pairs = pair_layers(layers_a, layers_b)
+        pairs = [(i, j) for i, j in pair_layers(layers_a, layers_b)
+                 if layers_a[i].tells_units and layers_b[j].tells_units]
         if not pairs:
             raise GeneNotApplicable("no weight matrices of compatible kind to pair")
         matches = [match_units(a.arrays[f"units{i}"], b.arrays[f"units{j}"]) for i, j in pairs]

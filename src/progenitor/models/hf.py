@@ -5,13 +5,15 @@ A directory holding ``config.json`` is opened with the Auto class its ``architec
 * ``...ForSequenceClassification``: forward gives the logits ``(n, num_labels)``;
 * ``...ForCausalLM`` / ``...LMHeadModel``: forward gives the log-softmax next-token distribution
   after the last real token of each text ``(n, vocab)``;
-* anything else (an encoder such as ``BertModel``): the base ``AutoModel``; forward gives the
-  attention-mask mean-pooled last hidden state ``(n, hidden)``. Task heads of other architectures
+* anything else (an encoder such as ``BertModel``): the base class ``architectures`` names (e.g.
+  ``T5EncoderModel``), else ``AutoModel``; forward gives the attention-mask mean-pooled last hidden
+  state ``(n, hidden)``. Task heads of other architectures
   (masked LM, token classification, ...) are not loaded, so their weights are not in ``weights()``.
 
 Texts are tokenized by the directory's own tokenizer, truncated to 128 tokens, and run in batches
 of 32. ``features`` gives every layer's hidden state (embeddings first), mean-pooled over real
-tokens, as ``hidden_states.{i}``.
+tokens, as ``hidden_states.{i}``. Models that read anything but token ids (a ``ViTModel`` reads
+``pixel_values``) are refused at load, naming what they read.
 """
 
 from __future__ import annotations
@@ -257,7 +259,15 @@ def _mean_pool(state: torch.Tensor, mask: torch.Tensor) -> np.ndarray:
     return (total / weights.sum(dim=1).clamp(min=1.0)).float().cpu().numpy()
 
 
-def _auto_class(transformers: Any, kind: Kind) -> Any:
+def _model_class(transformers: Any, kind: Kind, architectures: list[str] | None) -> Any:
+    """The class to load: the Auto class of the kind, or for an encoder the base class
+    ``architectures`` names when transformers has it (``T5EncoderModel``: ``AutoModel`` would build
+    the whole encoder-decoder and find half its tensors missing)."""
+    if kind == "encoder":
+        for arch in architectures or []:
+            named = getattr(transformers, arch, None) if arch.endswith("Model") and "For" not in arch else None
+            if isinstance(named, type):
+                return named
     return {
         "classifier": transformers.AutoModelForSequenceClassification,
         "causal-lm": transformers.AutoModelForCausalLM,
@@ -307,10 +317,11 @@ def open_hf(target: str, batch_size: int = BATCH_SIZE, max_length: int = MAX_LEN
         raise ModelLoadError(f"{target}: unreadable config.json ({_first_line(exc)})") from exc
     if getattr(config, "is_encoder_decoder", False):
         raise ModelLoadError(f"{target}: encoder-decoder models are not supported")
-    kind = _kind(getattr(config, "architectures", None))
+    architectures = getattr(config, "architectures", None)
+    kind = _kind(architectures)
     try:
         with _quiet(transformers):
-            module, info = _auto_class(transformers, kind).from_pretrained(
+            module, info = _model_class(transformers, kind, architectures).from_pretrained(
                 str(directory),
                 config=config,
                 local_files_only=True,
@@ -327,6 +338,12 @@ def open_hf(target: str, batch_size: int = BATCH_SIZE, max_length: int = MAX_LEN
         ) from exc
     except _LOAD_ERRORS as exc:
         raise ModelLoadError(f"{target}: cannot load the model weights ({_first_line(exc)})") from exc
+    reads = getattr(module, "main_input_name", "input_ids")
+    if reads != "input_ids":  # a vision or audio model: text probes cannot drive it
+        raise ModelLoadError(
+            f"{target}: {type(module).__name__} reads {reads}, not text; transformers directories are "
+            "supported for text models only (export other models to ONNX)"
+        )
     _check_fit(target, module, info)
     missing = frozenset(info.get("missing_keys", ()))
     if missing:
