@@ -171,6 +171,34 @@ def test_single_input_layers_give_no_alignment_evidence() -> None:
     assert copy["aligned"] == pytest.approx(1.0) and copy["alignment_p"] < 1e-9
 
 
+ROLES = {"query": "query", "key": "key", "value": "value", "q_proj": "query", "k_proj": "key", "v_proj": "value"}
+
+
+@pytest.mark.parametrize("order", [("query", "key", "value"), ("k_proj", "v_proj", "q_proj")])
+def test_permutations_within_attention_heads_are_seen_through(order: tuple[str, str, str]) -> None:
+    """Permuting query/key dimensions together, or value dimensions with the output projection's
+    columns, leaves attention's function unchanged. The query, key and value projections read the
+    stream and the output projection reads the values, so every layer's sketch matches its
+    permuted twin, in BERT's order of the projections and in OPT's (key, value, query)."""
+    rng = np.random.default_rng(0)
+    hidden, heads = 32, 4
+    name = {ROLES[leaf]: f"layer.0.attn.{leaf}.weight" for leaf in order}
+    weights = {"embed_tokens.weight": rng.standard_normal((200, hidden))}
+    weights |= {f"layer.0.attn.{leaf}.weight": rng.standard_normal((hidden, hidden)) for leaf in order}
+    weights |= {"layer.0.attn.out.weight": rng.standard_normal((hidden, hidden)),
+                "layer.0.fc1.weight": rng.standard_normal((64, hidden)),
+                "layer.0.fc2.weight": rng.standard_normal((hidden, 64))}
+    head = hidden // heads
+    query_key, value = (np.concatenate([h * head + rng.permutation(head) for h in range(heads)]) for _ in range(2))
+    permuted = dict(weights)
+    permuted[name["query"]] = weights[name["query"]][query_key]
+    permuted[name["key"]] = weights[name["key"]][query_key]
+    permuted[name["value"]] = weights[name["value"]][value]
+    permuted["layer.0.attn.out.weight"] = weights["layer.0.attn.out.weight"][:, value]
+    for (layer, a), (_, b) in zip(sketch_layers(weights), sketch_layers(permuted), strict=True):
+        assert abs(a @ b.T).max(axis=1).min() > 0.999, layer.name
+
+
 def test_precision_cue_of_large_tensors_reads_whole_rows() -> None:
     """Past PRECISION_SAMPLE values the cue reads evenly spaced whole rows: a float32 tensor
     still repeats nothing, an int8 copy (a grid per row) and a float16 copy still show."""

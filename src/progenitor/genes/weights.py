@@ -16,10 +16,11 @@ seconds per pair). Version 4 introduced the sample; its values are those of vers
 keeps a full sketch where a later input layer with fewer inputs than the sketch's dimension writes
 the same units (``sketch_layers``): version 4 chained a BERT's whole encoder to its 2-row
 token-type table, so every encoder sketch had rank 2 (a RoBERTa's 1-row table: rank 1). It also
-leaves layers with a single input out of the comparison (``Layer.tells_units``), and tells
+leaves layers with a single input out of the comparison (``Layer.tells_units``), tells
 embedding tables by their module's name (``_is_embedding``: a projection named after embeddings
-is a dense layer). Models without such layers (every image model, GPT-2 and Llama layouts) have
-the values of version 4.
+is a dense layer), and chains separate attention projections as above (version 4 chained key to
+query and value to key). Models without such layers (every image model, GPT-2 layouts) have the
+values of version 4.
 
 The sketches are stored in the model's own unit order, so the matching also says whether the two
 models' units are *aligned*: a model derived without a permutation matches unit i to unit i, an
@@ -44,12 +45,12 @@ permutations within and of heads), the labels are a random element of that small
 independent pair reached alpha (BENCHMARKS.md).
 
 Layers are chained by unit count: a layer reads the latest layer with as many units as it has
-inputs. That is exact for MLP and convolution stacks. In attention, the query, key and value
-projections all read the same stream but are chained one to the next (and with grouped-query
-attention the output projection to the query), so a function-preserving permutation *within*
-heads (of query/key or value/output dimensions) lowers those layers' similarity (about 0.6 on
-tiny OPT and DistilBERT layouts, against 1.0); permutations of MLP units or of the whole stream
-are seen through.
+inputs, which is exact for MLP and convolution stacks. An attention's separate query, key and
+value projections (told by module name) all read the stream, and its output projection reads the
+values, so permutations within heads (query/key dimensions together, value dimensions with the
+output projection's columns) are seen through as well. Not yet: fused projections (GPT-2's
+``c_attn``, torch's ``in_proj_weight``), whose output projection reads the stream's latest
+layer, and grouped-query attention, whose output projection is wider than the values.
 """
 
 from __future__ import annotations
@@ -84,6 +85,13 @@ _EMBEDDING_NAMES = (
     "wte", "wpe", "shared", "tok_emb", "pos_emb", "embed", "embedding", "embeddings", "relative_attention_bias"
 )
 _EMBEDDING_SUFFIXES = ("_emb", "_embed", "embedding", "embeddings")
+# Module names of separate attention projections (BERT, DistilBERT, T5, OPT, Llama and their
+# kin); fused ones (GPT-2's ``c_attn``, torch's ``in_proj_weight``) are one layer.
+_ATTENTION_NAMES = {
+    "query": ("query", "q", "q_proj", "q_lin", "wq", "to_q"),
+    "key": ("key", "k", "k_proj", "k_lin", "wk", "to_k"),
+    "value": ("value", "v", "v_proj", "v_lin", "wv", "to_v"),
+}
 
 
 @dataclass(frozen=True)
@@ -132,6 +140,12 @@ def _is_embedding(name: str) -> bool:
     return module in _EMBEDDING_NAMES or module.startswith("embed_") or module.endswith(_EMBEDDING_SUFFIXES)
 
 
+def _attention_role(name: str) -> str | None:
+    """"query", "key" or "value" for an attention's separate projections (by module name), else None."""
+    module = name.lower().removesuffix(".weight").rsplit(".", 1)[-1]
+    return next((role for role, names in _ATTENTION_NAMES.items() if module in names), None)
+
+
 def sketch_layers(weights: dict[str, np.ndarray], dim: int = SKETCH_DIM) -> list[tuple[Layer, np.ndarray]]:
     """Unit sketches (units x dim, unit rows) for every matrix-like weight, chained through depth.
 
@@ -145,9 +159,17 @@ def sketch_layers(weights: dict[str, np.ndarray], dim: int = SKETCH_DIM) -> list
     names = list(weights)
     position = {name: i for i, name in enumerate(names)}
     latest: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # unit count -> (sketch, gains) of the latest layer
+    # An attention's separate query, key and value projections all read the stream: none is read
+    # by the next. Query and key units meet only in the attention scores, which no weight reads;
+    # the value units are what the output projection reads, once the three are done.
+    values: tuple[int, np.ndarray, np.ndarray] | None = None
     out = []
     for index, (name, kind, w) in enumerate(views):
         units, channels, positions = w.shape
+        role = _attention_role(name)
+        if values is not None and role is None:
+            latest[values[0]] = values[1:]
+            values = None
         if kind == "dense" and channels not in latest:
             w, channels, positions = _unflatten(w, {k: v[0] for k, v in latest.items()})
         # One input channel is the input itself (a grey image), never a layer's single unit.
@@ -172,8 +194,11 @@ def sketch_layers(weights: dict[str, np.ndarray], dim: int = SKETCH_DIM) -> list
         # layer chained to it inherits the rank. Where a full sketch of these units exists already
         # (a BERT-style model's 2-row token-type table after its word and position tables, all
         # writing the same hidden units), later layers keep reading that one.
-        if chained or channels * positions >= dim or units not in latest:
+        narrow = not chained and channels * positions < dim and units in latest
+        if not narrow and role is None:
             latest[units] = (sketch, gains)
+        elif role == "value":
+            values = (units, sketch, gains)
         depth = index / max(len(views) - 1, 1)
         out.append((Layer(name, kind, units, (channels, positions), depth), sketch))
     return out
@@ -216,7 +241,7 @@ class WeightSketch(Gene):
     """Permutation-invariant unit sketches of every weight matrix, compared by matching units."""
 
     name: ClassVar[str] = "weight_sketch"
-    version: ClassVar[int] = 5  # 5: narrow input tables (BERT, RoBERTa) handled; 4: unit sample
+    version: ClassVar[int] = 5  # 5: BERT-style tables and separate attention projections; 4: unit sample
     access = "white"
     needs = "weights"
     uses_probes: ClassVar[bool] = False
