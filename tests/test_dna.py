@@ -153,6 +153,19 @@ def test_write_is_atomic(tmp_path, dna, monkeypatch) -> None:
     assert [p.name for p in tmp_path.iterdir()] == ["a.dna"]  # no temporary left behind
 
 
+def test_written_files_get_the_usual_permissions(tmp_path, dna) -> None:
+    """The temporary file behind an atomic write is created for its owner only; what lands has
+    the mode a plain open() would give under the process's umask."""
+    import os
+
+    old = os.umask(0o022)
+    try:
+        path = pg.save_dna(dna, tmp_path / "shared.dna")
+    finally:
+        os.umask(old)
+    assert path.stat().st_mode & 0o777 == 0o644
+
+
 def test_incomparable_probes_and_versions(saved, dna) -> None:
     other = pg.extract(saved["parent"], probes=np.zeros((4, 1, 8, 8), np.float32))
     with pytest.raises(IncomparableError, match="different probe sets"):

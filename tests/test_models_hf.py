@@ -345,3 +345,11 @@ def test_models_that_read_other_inputs_than_text_are_refused(tmp_path: Path) -> 
     directory = _save(transformers.ViTModel(config), None, tmp_path / "vit")
     with pytest.raises(ModelLoadError, match=r"vit: ViTModel reads pixel_values, not text"):
         load(directory)
+
+
+def test_weight_file_of_a_directory_opens_the_directory(dirs: dict[str, str]) -> None:
+    """``dir/model.safetensors`` keeps no layer order; the directory does, and runs the model."""
+    model = load(str(Path(dirs["encoder"]) / "model.safetensors"))
+    whole = load(dirs["encoder"])
+    assert isinstance(model, HFModel) and model.can("forward")
+    assert list(model.weights()) == list(whole.weights())

@@ -227,6 +227,25 @@ def test_quantized_weights_are_dequantized(
     assert feats and all(v.shape[0] == len(x) for v in feats.values())
 
 
+def test_dynamically_quantized_embedding_table_is_a_weight(tmp_path: Path) -> None:
+    """onnxruntime's dynamic quantization stores a table as int8 and dequantizes after the lookup
+    (``Gather`` -> ``DequantizeLinear``): the table is still one of the model's weights."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Embedding(50, 8), torch.nn.Flatten(), torch.nn.Linear(24, 4)).eval()
+    src = _export(net, torch.randint(0, 50, (2, 3)), tmp_path / "embed.onnx")
+    dst = tmp_path / "embed_int8.onnx"
+    quantize_dynamic(str(src), str(dst), weight_type=QuantType.QInt8)
+    graph = onnx.load(str(dst)).graph
+    gather = next(n for n in graph.node if n.op_type == "Gather")
+    assert any(n.op_type == "DequantizeLinear" and n.input[0] == gather.output[0] for n in graph.node)
+    reference, weights = load(str(src)).weights(), load(str(dst)).weights()
+    assert sorted(weights) == sorted(reference)
+    table = reference["0.weight"]
+    assert np.abs(weights["0.weight"] - table).max() <= np.abs(table).max() / 127 * 0.51 + 1e-6
+
+
 def test_fp16_weights_read_as_float32(models: dict, tmp_path: Path) -> None:
     proto = onnx.load(str(models["mlp_path"]))
     for i, tensor in enumerate(proto.graph.initializer):

@@ -248,3 +248,33 @@ def test_features_of_a_module_called_twice(probes_array) -> None:
 
     feats = pg.load(Shared()).features(probes_array)
     assert feats["act"].shape == (len(probes_array), 32) and feats["act#2"].shape == (len(probes_array), 16)
+
+
+def test_raw_safetensors_come_back_in_forward_order(tmp_path) -> None:
+    """A .safetensors file keeps no module order (its tensors come back sorted by name): layer 10
+    of a Sequential would come before layer 2, and the weight genes chain layers in order. The
+    loader restores numeric order, so the file and the module's own state dict give one DNA."""
+    from safetensors.torch import save_file
+
+    torch.manual_seed(0)
+    layers = [m for _ in range(6) for m in (torch.nn.Linear(24, 24), torch.nn.ReLU())]
+    module = torch.nn.Sequential(torch.nn.Embedding(50, 24), *layers)
+    save_file(module.state_dict(), tmp_path / "deep.safetensors")
+    torch.save(module.state_dict(), tmp_path / "deep.pt")
+    raw, state = pg.load(tmp_path / "deep.safetensors"), pg.load(tmp_path / "deep.pt")
+    assert list(raw.weights()) == list(state.weights()) == list(module.state_dict())
+    a, b = (pg.extract(m, access="white", learned=False) for m in (raw, state))
+    assert pg.score_genes(a, b)["weight_sketch"].similarity == pytest.approx(1.0, abs=1e-3)
+
+
+def test_lora_adapters_are_not_models(tmp_path) -> None:
+    from safetensors.torch import save_file
+
+    adapter = {"base.layers.0.q_proj.lora_A.weight": torch.zeros(2, 16),
+               "base.layers.0.q_proj.lora_B.weight": torch.zeros(16, 2)}
+    save_file(adapter, tmp_path / "adapter_model.safetensors")
+    (tmp_path / "adapter_config.json").write_text("{}")
+    with pytest.raises(ModelLoadError, match="LoRA adapter matrices"):
+        pg.load(tmp_path / "adapter_model.safetensors")
+    with pytest.raises(ModelLoadError, match="adapter without its base model"):
+        pg.load(tmp_path)

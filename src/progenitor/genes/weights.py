@@ -17,7 +17,7 @@ keeps a full sketch where a later input layer with fewer inputs than the sketch'
 the same units (``sketch_layers``): version 4 chained a BERT's whole encoder to its 2-row
 token-type table, so every encoder sketch had rank 2 (a RoBERTa's 1-row table: rank 1). It also
 leaves layers with a single input out of the comparison (``Layer.tells_units``), tells
-embedding tables by their module's name (``_is_embedding``: a projection named after embeddings
+embedding tables by their module's name (``models.naming.is_embedding``: a projection named after embeddings
 is a dense layer), and chains separate attention projections as above (version 4 chained key to
 query and value to key). Models without such layers (every image model, GPT-2 layouts) have the
 values of version 4.
@@ -72,19 +72,11 @@ from progenitor.genes._linalg import (
 )
 from progenitor.genes._registry import Gene, GeneNotApplicable, GeneScore, GeneValue, register_gene
 from progenitor.genes.observe import Observation
+from progenitor.models.naming import is_embedding, module_leaf
 
 SKETCH_DIM = 32
 MATCH_UNITS = 64  # units of a layer matched (a seeded sample of wider layers)
 CHUNK = 1 << 16  # values a float64 pass over weights takes at a time (512 KiB: stays in cache)
-# Names of embedding tables' modules (the last part of a weight's name before ``.weight``):
-# ``word_embeddings``, ``embed_tokens``, GPT-2's ``wte``/``wpe``, T5's ``shared`` and its
-# ``relative_attention_bias`` (rows are distance buckets, fixed like token ids). A projection
-# named after embeddings (ELECTRA's ``embeddings_project``, ALBERT's
-# ``embedding_hidden_mapping_in``) is a dense layer.
-_EMBEDDING_NAMES = (
-    "wte", "wpe", "shared", "tok_emb", "pos_emb", "embed", "embedding", "embeddings", "relative_attention_bias"
-)
-_EMBEDDING_SUFFIXES = ("_emb", "_embed", "embedding", "embeddings")
 # Module names of separate attention projections (BERT, DistilBERT, T5, OPT, Llama and their
 # kin); fused ones (GPT-2's ``c_attn``, torch's ``in_proj_weight``) are one layer.
 _ATTENTION_NAMES = {
@@ -124,7 +116,7 @@ def layer_views(weights: dict[str, np.ndarray]) -> list[tuple[str, str, np.ndarr
         # not layers of units: viewing them as convolutions would chain later layers to them.
         if w.ndim < 2 or min(w.shape) == 0 or (w.ndim > 2 and w.shape[0] == 1):
             continue
-        if w.ndim == 2 and _is_embedding(name):
+        if w.ndim == 2 and is_embedding(name):
             # An embedding's rows are tokens (fixed ids); its units are the columns.
             views.append((name, "embedding", w.T[:, :, None]))
         elif w.ndim == 2:
@@ -134,16 +126,10 @@ def layer_views(weights: dict[str, np.ndarray]) -> list[tuple[str, str, np.ndarr
     return views
 
 
-def _is_embedding(name: str) -> bool:
-    """Whether a 2-D weight of this name is an embedding table (rows are token ids)."""
-    module = name.lower().removesuffix(".weight").rsplit(".", 1)[-1]
-    return module in _EMBEDDING_NAMES or module.startswith("embed_") or module.endswith(_EMBEDDING_SUFFIXES)
-
-
 def _attention_role(name: str) -> str | None:
     """"query", "key" or "value" for an attention's separate projections (by module name), else None."""
-    module = name.lower().removesuffix(".weight").rsplit(".", 1)[-1]
-    return next((role for role, names in _ATTENTION_NAMES.items() if module in names), None)
+    leaf = module_leaf(name)
+    return next((role for role, names in _ATTENTION_NAMES.items() if leaf in names), None)
 
 
 def sketch_layers(weights: dict[str, np.ndarray], dim: int = SKETCH_DIM) -> list[tuple[Layer, np.ndarray]]:
@@ -163,12 +149,14 @@ def sketch_layers(weights: dict[str, np.ndarray], dim: int = SKETCH_DIM) -> list
     # by the next. Query and key units meet only in the attention scores, which no weight reads;
     # the value units are what the output projection reads, once the three are done.
     values: tuple[int, np.ndarray, np.ndarray] | None = None
+    anchored: dict[int, int] = {}  # unit count -> inputs of the input layer that wrote ``latest``
     out = []
     for index, (name, kind, w) in enumerate(views):
         units, channels, positions = w.shape
         role = _attention_role(name)
         if values is not None and role is None:
             latest[values[0]] = values[1:]
+            anchored[values[0]] = dim - 1
             values = None
         if kind == "dense" and channels not in latest:
             w, channels, positions = _unflatten(w, {k: v[0] for k, v in latest.items()})
@@ -190,13 +178,14 @@ def sketch_layers(weights: dict[str, np.ndarray], dim: int = SKETCH_DIM) -> list
             anchor = seeded_gaussian(channels * positions, dim, "anchor")
             sketch = w @ anchor
         sketch = normalize_rows(sketch.astype(np.float32))
-        # An input layer of fewer inputs than ``dim`` gives sketches of that rank at most, and every
-        # layer chained to it inherits the rank. Where a full sketch of these units exists already
-        # (a BERT-style model's 2-row token-type table after its word and position tables, all
-        # writing the same hidden units), later layers keep reading that one.
-        narrow = not chained and channels * positions < dim and units in latest
-        if not narrow and role is None:
+        # Input layers that write the same units (a BERT's word, position and token-type tables)
+        # are read through the one with the most inputs: fewer than ``dim`` would cap the rank of
+        # every sketch after it (a 2-row token-type table: rank 2), and the choice does not depend
+        # on the order the tables come in.
+        fan_in = channels * positions
+        if role is None and (chained or units not in latest or fan_in > anchored.get(units, dim - 1)):
             latest[units] = (sketch, gains)
+            anchored[units] = dim - 1 if chained else fan_in
         elif role == "value":
             values = (units, sketch, gains)
         depth = index / max(len(views) - 1, 1)

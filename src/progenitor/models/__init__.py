@@ -2,8 +2,9 @@
 
 References are resolved by ``load``: an explicit ``prefix:`` wins (``torchscript:``, ``torch:``,
 ``safetensors:``, ``hf:``, ``onnx:``, ``py:module:callable``); ``http://`` and ``https://`` are
-black-box endpoints; otherwise a path is recognised by what it is. Ambiguity is an error that
-suggests the prefix.
+black-box endpoints; otherwise a path is recognised by what it is (a ``.safetensors`` file beside
+a ``config.json`` opens as its Hugging Face directory, unless ``arch`` is given). Ambiguity is an
+error that suggests the prefix.
 """
 
 from __future__ import annotations
@@ -72,6 +73,16 @@ def _load(ref: Any, options: dict[str, Any]) -> Model:
         raise ModelLoadError(f"{text}: no such file or directory")
     if path.suffix.lower() == ".dna":
         raise ModelLoadError(f"{text} is a stored DNA, not a model: use progenitor.load_dna")
+    if path.is_dir() and not (path / "config.json").exists() and (path / "adapter_config.json").exists():
+        raise ModelLoadError(
+            f"{text}: a LoRA/PEFT adapter without its base model; merge it into the base model "
+            "(peft's merge_and_unload) and save that"
+        )
+    in_hf_directory = path.suffix.lower() == ".safetensors" and (path.parent / "config.json").is_file()
+    if in_hf_directory and not options.get("arch") and get_format("hf") is not None:
+        # A weight file of a Hugging Face directory: the directory knows its layer order (a raw
+        # .safetensors file keeps none) and how to run it.
+        return _open("hf", str(path.parent), options)
     found = candidates_for(path)
     if not found:
         names = ", ".join(f"{s.name}:" for s in list_formats())

@@ -214,6 +214,8 @@ def _dequantize_graph(g: _Graph) -> tuple[dict[str, tuple[str, np.ndarray]], set
         if op == "DequantizeLinear":
             q = g.array(node.input[0])
             scale = g.array(_input(node, 1))
+            if q is None and scale is not None and scale.size == 1:
+                _dequantize_gathered_table(g, node, scale, floats)
             if q is None or scale is None or q.dtype.kind not in "iu":
                 continue
             axis = _attr(node, "axis", 1) % max(q.ndim, 1)
@@ -253,6 +255,19 @@ def _dequantize_graph(g: _Graph) -> tuple[dict[str, tuple[str, np.ndarray]], set
             floats[node.input[w]] = (_float_name(node.input[w], node.input[w]), value)
     used.discard("")
     return floats, used
+
+
+def _dequantize_gathered_table(
+    g: _Graph, node: Any, scale: np.ndarray, floats: dict[str, tuple[str, np.ndarray]]
+) -> None:
+    """An embedding table quantized whole, dequantized after the lookup (onnxruntime's dynamic
+    quantization: int8 table -> ``Gather`` -> ``DequantizeLinear``): the table, dequantized,
+    keyed by the ``Gather`` operand that holds it (else the table is not a weight at all)."""
+    gather = g.producer.get(node.input[0])
+    table = None if gather is None or gather.op_type != "Gather" else g.array(gather.input[0])
+    if table is not None and table.dtype.kind in "iu":
+        value = _dequantize(table, scale, g.array(_input(node, 2)), 0)
+        floats[gather.input[0]] = (_float_name(gather.input[0], gather.input[0]), value)
 
 
 def _in_out_layout(node: Any, index: int, value: np.ndarray) -> bool:

@@ -22,6 +22,7 @@ import torch
 from progenitor.errors import ModelLoadError, UnsafeFileError
 from progenitor.models._registry import register_format
 from progenitor.models.base import InputSpec, Model, file_sha256
+from progenitor.models.naming import forward_order
 from progenitor.models.torch_module import TorchModuleModel, module_model, state_to_numpy
 
 _TORCH_SUFFIXES = (".pt", ".pth", ".bin", ".ckpt")
@@ -98,6 +99,11 @@ def _with_arch(
 
 
 def _open_state(state: dict[str, torch.Tensor], path: str, fmt: str, arch: str | None, input_shape: Any) -> Model:
+    if any(".lora_a" in name.lower() or ".lora_b" in name.lower() for name in state):
+        raise ModelLoadError(
+            f"{path}: holds LoRA adapter matrices (lora_A, lora_B), not a model; merge the adapter "
+            "into its base model and compare that"
+        )
     sha = file_sha256(path)
     if arch:
         return _with_arch(state, path, fmt, arch, input_shape, sha)
@@ -136,7 +142,8 @@ def open_state_dict(target: str, arch: str | None = None, input_shape: Any = Non
 
 @register_format("safetensors", suffixes=(".safetensors",), description="safetensors weights")
 def open_safetensors(target: str, arch: str | None = None, input_shape: Any = None, **_: Any) -> Model:
-    """A ``.safetensors`` file (bf16 and fp16 converted to float32)."""
+    """A ``.safetensors`` file (bf16 and fp16 converted to float32), its tensors in
+    ``forward_order`` (embedding tables first, numbered blocks in numeric order)."""
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
@@ -144,6 +151,9 @@ def open_safetensors(target: str, arch: str | None = None, input_shape: Any = No
         state = load_file(target)
     except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
         raise ModelLoadError(f"{target}: not a readable safetensors file ({_first(exc)})") from exc
+    # The file keeps no module order (its tensors come back sorted by name); the weight genes
+    # chain layers in order, so restore what the names tell (``--arch`` gives the module's own).
+    state = {name: state[name] for name in forward_order(list(state))}
     return _open_state(state, target, "safetensors", arch, input_shape)
 
 
