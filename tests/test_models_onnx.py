@@ -244,6 +244,15 @@ def test_dynamically_quantized_embedding_table_is_a_weight(tmp_path: Path) -> No
     assert sorted(weights) == sorted(reference)
     table = reference["0.weight"]
     assert np.abs(weights["0.weight"] - table).max() <= np.abs(table).max() / 127 * 0.51 + 1e-6
+    # Token ids come as a probe array, which holds float32: whole numbers feed the int64 input.
+    from progenitor.probes import from_array
+
+    ids = from_array(np.random.default_rng(0).integers(0, 50, (5, 3)))
+    with torch.no_grad():
+        expected = net(torch.from_numpy(ids.data.astype(np.int64))).numpy()
+    np.testing.assert_allclose(load(str(src)).forward(ids.batch()), expected, atol=1e-5)
+    with pytest.raises(ProbeError, match="int64"):
+        load(str(src)).forward(ids.data + 0.5)
 
 
 def test_fp16_weights_read_as_float32(models: dict, tmp_path: Path) -> None:
