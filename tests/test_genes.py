@@ -142,17 +142,21 @@ def _bert_like(seed: int, type_rows: int, hidden: int = 48) -> dict[str, np.ndar
 
 def test_narrow_input_table_does_not_collapse_the_layers_after_it() -> None:
     """A BERT writes its word, position and 2-row token-type tables into the same hidden units.
-    The encoder's sketches read the full sketch of those units, not the token-type table's rank-2
-    one: they are those of the same model without that table, and of full rank."""
+    The encoder's sketches read a full sketch of those units, not the token-type table's rank-2
+    one: they are those of the same model without that table, or with its tables in another
+    order, and of full rank."""
     from progenitor.genes.weights import SKETCH_DIM
 
     weights = _bert_like(0, type_rows=2)
     layers = {layer.name: sketch for layer, sketch in sketch_layers(weights)}
     without = {layer.name: sketch for layer, sketch in sketch_layers(
         {k: v for k, v in weights.items() if "token_type" not in k})}
+    tables = list(weights)[:3]
+    reordered = {k: weights[k] for k in [*reversed(tables), *list(weights)[3:]]}  # as a sorted file gives them
+    shuffled = {layer.name: sketch for layer, sketch in sketch_layers(reordered)}
     assert len(layers) == 6  # the table keeps its own sketch
     for name in list(weights)[3:]:
-        assert np.array_equal(layers[name], without[name])
+        assert np.array_equal(layers[name], without[name]) and np.array_equal(layers[name], shuffled[name])
         assert np.linalg.matrix_rank(layers[name], tol=1e-3) == SKETCH_DIM
 
 
