@@ -201,6 +201,14 @@ def test_corrupt_files(tmp_path, content) -> None:
             pg.load(path)
 
 
+def test_bytes_of_another_kind_are_not_called_unsafe(tmp_path) -> None:
+    path = tmp_path / "random.ckpt"
+    path.write_bytes(np.random.default_rng(0).bytes(300))
+    with pytest.raises(ModelLoadError, match="not a readable torch checkpoint") as info:
+        pg.load(f"torch:{path}")
+    assert not isinstance(info.value, UnsafeFileError)
+
+
 def test_truncated_safetensors(tmp_path, saved) -> None:
     data = saved["safetensors"].read_bytes()
     path = tmp_path / "cut.safetensors"

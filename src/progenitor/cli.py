@@ -60,6 +60,8 @@ def dna(
     clash = sorted({n for n in names if names.count(n) > 1})
     if clash:
         raise ProgenitorError(f"two models would both be written to {out / clash[0]}.dna; use separate folders")
+    if out.exists() and not out.is_dir():
+        raise ProgenitorError(f"-o {out} is a file; it must name a folder for the .dna files")
     for i, (ref, name) in enumerate(zip(models, names, strict=True), 1):
         _err(f"[{i}/{len(models)}] extracting {ref}")
         result = extract(ref, probes=probes, access=access, **options)

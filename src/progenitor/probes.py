@@ -148,7 +148,9 @@ def list_presets() -> dict[str, str]:
 @register_preset("smooth-noise", "seeded smoothed-noise images in [0,1] of the model's input shape")
 def _smooth_noise(shape: tuple[int, ...] | None, n: int) -> ProbeSet:
     if shape is None:
-        raise ProbeError("preset 'smooth-noise' needs the model's input shape; pass --probes FILE")
+        raise ProbeError(
+            "preset 'smooth-noise' needs the model's input shape; pass --input-shape (e.g. 1,28,28) or --probes FILE"
+        )
     rng = np.random.default_rng(20240521)
     x = rng.random((n, *shape), dtype=np.float32)
     if len(shape) == 3:  # images: average neighbouring pixels so probes have spatial structure

@@ -131,6 +131,8 @@ def open_state_dict(target: str, arch: str | None = None, input_shape: Any = Non
             warnings.simplefilter("ignore", UserWarning)
             obj = torch.load(target, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
+        if "Unsupported global" not in str(exc):  # not a pickle of objects: bytes of another kind
+            raise ModelLoadError(f"{target}: not a readable torch checkpoint (corrupt, or another format)") from exc
         raise UnsafeFileError(
             f"{target}: refused, the checkpoint needs arbitrary Python objects to load; save "
             "model.state_dict() with torch.save, or use safetensors, or a TorchScript export"
