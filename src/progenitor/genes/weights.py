@@ -12,15 +12,15 @@ one-to-one (Hungarian on |cosine|), and the similarity is the mean matched cosin
 layer wider than ``MATCH_UNITS`` a fixed sample of that many units is matched against all units of
 the other model's layer (``unit_sample``): each sampled unit of a derived layer still finds its
 twin, and the solver's cubic cost stays bounded (a 3072-unit transformer MLP would otherwise cost
-seconds per pair). Version 4 introduced the sample; its values are those of version 3. Version 5
-keeps a full sketch where a later input layer with fewer inputs than the sketch's dimension writes
-the same units (``sketch_layers``): version 4 chained a BERT's whole encoder to its 2-row
-token-type table, so every encoder sketch had rank 2 (a RoBERTa's 1-row table: rank 1). It also
-leaves layers with a single input out of the comparison (``Layer.tells_units``), tells
-embedding tables by their module's name (``models.naming.is_embedding``: a projection named after embeddings
-is a dense layer), and chains separate attention projections as above (version 4 chained key to
-query and value to key). Models without such layers (every image model, GPT-2 layouts) have the
-values of version 4.
+seconds per pair). Version 4 introduced the sample; its values are those of version 3.
+
+Version 5: of input tables writing the same units, the smallest full one defines them for the
+layers after it (``_replaces``; version 4 chained a BERT's whole encoder to its 2-row token-type
+table, so every encoder sketch had rank 2, a RoBERTa's rank 1); layers with a single input are
+left out of the comparison (``Layer.tells_units``); embedding tables are told by their module's
+name (``models.naming.is_embedding``: a projection named after embeddings is a dense layer); and
+separate attention projections are chained as below (version 4 chained key to query and value to
+key). Every image model and GPT-2 layout has the values of version 4.
 
 The sketches are stored in the model's own unit order, so the matching also says whether the two
 models' units are *aligned*: a model derived without a permutation matches unit i to unit i, an
