@@ -7,8 +7,8 @@ A directory holding ``config.json`` is opened with the Auto class its ``architec
   after the last real token of each text ``(n, vocab)``;
 * anything else (an encoder such as ``BertModel``): the base class ``architectures`` names (e.g.
   ``T5EncoderModel``), else ``AutoModel``; forward gives the attention-mask mean-pooled last hidden
-  state ``(n, hidden)``. Task heads of other architectures
-  (masked LM, token classification, ...) are not loaded, so their weights are not in ``weights()``.
+  state ``(n, hidden)``. Task heads of other architectures (masked LM, token classification, ...)
+  are not loaded, so their weights are not in ``weights()``.
 
 Texts are tokenized by the directory's own tokenizer, truncated to 128 tokens, and run in batches
 of 32. ``features`` gives every layer's hidden state (embeddings first), mean-pooled over real
