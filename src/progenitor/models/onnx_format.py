@@ -386,11 +386,13 @@ class OnnxModel(Model):
         if not rank_ok or (self.input_spec.shape is not None and shape != self.input_spec.shape):
             raise ProbeError(f"probe set of shape {list(shape)} does not fit {expected}")
         dtype = _ORT_DTYPES.get(kind)
-        # Probe arrays are held as float32 (``probes.from_array``): whole numbers still fit an
-        # integer input (token ids), exactly below 2**24.
-        whole = batch.dtype.kind in "iub" or (batch.dtype.kind == "f" and bool(np.all(batch == np.round(batch))))
-        floating = dtype in (np.float32, np.float16, np.float64)
-        fits = batch.dtype.kind in "fiub" if floating else (dtype is not None and whole)
+        if dtype in (np.float32, np.float16, np.float64):
+            fits = batch.dtype.kind in "fiub"
+        else:
+            # Probe arrays are held as float32 (``probes.from_array``): whole numbers still fit an
+            # integer input (token ids), exactly below 2**24.
+            whole = batch.dtype.kind in "iub" or (batch.dtype.kind == "f" and bool(np.all(batch == np.round(batch))))
+            fits = dtype is not None and whole
         if not fits:
             raise ProbeError(f"probe set of {batch.dtype} values does not fit {expected} ({kind})")
         return np.ascontiguousarray(batch, dtype=dtype)
